@@ -1,0 +1,195 @@
+r"""Seq2seq train-step throughput: flaxllm (JAX) vs transformers' BART (PyTorch).
+
+Both sides train the same BART-style shape on the same random batch with
+AdamW, in one process, and report tokens/s (source + target tokens), the
+ratio, and model FLOPs utilization (6 x params x tokens over time over peak).
+
+  ./run.sh experiments/bench_train_step.py                      # CPU, small
+  python experiments/bench_train_step.py --size=base --batch=64 \
+      --src_len=128 --tgt_len=128 --dtype=bfloat16 --peak_tflops=989   # GPU
+
+Appends a row to experiments/results/bench_train_step.md.
+"""
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from configs import common  # pylint: disable=g-import-not-at-top,wrong-import-position
+from flaxllm import configuration  # pylint: disable=wrong-import-position
+from flaxllm import optim  # pylint: disable=wrong-import-position
+from flaxllm import sharding  # pylint: disable=wrong-import-position
+from flaxllm import train  # pylint: disable=wrong-import-position
+from flaxllm.tasks import seq2seq  # pylint: disable=wrong-import-position
+
+PAD, EOS = 1, 2
+
+
+def parse_args():
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--size', default='small', choices=sorted(common.ENCODER_DECODER_SIZES))
+  parser.add_argument('--vocab', type=int, default=8000)
+  parser.add_argument('--batch', type=int, default=16)
+  parser.add_argument('--src_len', type=int, default=64)
+  parser.add_argument('--tgt_len', type=int, default=32)
+  parser.add_argument('--dtype', default='float32', choices=['float32', 'bfloat16'])
+  parser.add_argument('--attention_impl', default='xla', choices=['xla', 'cudnn'])
+  parser.add_argument('--steps', type=int, default=10, help='timed steps per repeat')
+  parser.add_argument('--repeats', type=int, default=3)
+  parser.add_argument('--peak_tflops', type=float, default=0.0, help='for MFU; 0 skips it')
+  parser.add_argument('--skip_torch', action='store_true')
+  parser.add_argument('--results', default=os.path.join(ROOT, 'experiments', 'results', 'bench_train_step.md'))
+  return parser.parse_args()
+
+
+def make_config(args) -> ml_collections.ConfigDict:
+  config = configuration.default_config()
+  config.task = seq2seq.task_defaults()
+  config.model = common.encoder_decoder_model(args.size)
+  config.model.dropout_rate = 0.0
+  config.model.max_positions = max(args.src_len, args.tgt_len)
+  config.model.dtype = args.dtype
+  config.model.attention_impl = args.attention_impl
+  config.data.max_source_length = args.src_len
+  config.data.max_target_length = args.tgt_len
+  config.train.batch_size = args.batch
+  config.optimizer.warmup_steps = 0
+  config.optimizer.decay = 'constant'
+  config.optimizer.learning_rate = 1e-4
+  config.optimizer.grad_clip_norm = 0.0
+  return config
+
+
+def random_batch(args, rng: np.random.Generator) -> dict[str, np.ndarray]:
+  src = rng.integers(5, args.vocab, (args.batch, args.src_len), dtype=np.int32)
+  tgt = rng.integers(5, args.vocab, (args.batch, args.tgt_len), dtype=np.int32)
+  decoder_inputs = np.concatenate([np.full((args.batch, 1), EOS, np.int32), tgt[:, :-1]], 1)
+  return {
+      'inputs': src,
+      'input_mask': np.ones_like(src),
+      'decoder_inputs': decoder_inputs,
+      'targets': tgt,
+      'target_mask': np.ones(tgt.shape, np.float32),
+      'example_mask': np.ones((args.batch,), np.float32),
+  }
+
+
+def time_steps(step_fn, steps: int, repeats: int) -> float:
+  """Median seconds per step over `repeats` runs of `steps` steps."""
+  per_step = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    step_fn(steps)
+    per_step.append((time.perf_counter() - start) / steps)
+  return statistics.median(per_step)
+
+
+def bench_jax(args, batch) -> tuple[float, int]:
+  config = make_config(args)
+  task = seq2seq.Seq2SeqTask(config, vocab_size=args.vocab, pad_id=PAD, eos_id=EOS, decoder_start_id=EOS)
+  mesh = sharding.make_mesh((-1, 1, 1))
+  tx, schedule = optim.make_optimizer(config.optimizer, 10**6)
+  placement = train.shard_state(task, tx, config, mesh)
+  batch_sharding = sharding.logical_sharding(mesh, placement.rules, jax.sharding.PartitionSpec('batch'))
+  step = train.make_train_step(task, tx, schedule, config, placement, batch_sharding)
+  state = placement.init(jax.random.PRNGKey(0))
+  params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
+  device_batch = sharding.global_batch(batch, batch_sharding)
+  holder = {'state': state}
+
+  def run(n):
+    s = holder['state']
+    for _ in range(n):
+      s, metrics = step(s, device_batch)
+    jax.block_until_ready(metrics['loss_sum'])
+    holder['state'] = s
+
+  run(2)  # compile and warm up
+  return time_steps(run, args.steps, args.repeats), params
+
+
+def bench_torch(args, batch) -> tuple[float, int]:
+  import torch  # pylint: disable=g-import-not-at-top
+  import transformers  # pylint: disable=g-import-not-at-top
+
+  d_model, heads, ffn, enc, dec = common.ENCODER_DECODER_SIZES[args.size]
+  bart_config = transformers.BartConfig(
+      vocab_size=args.vocab, d_model=d_model, encoder_attention_heads=heads,
+      decoder_attention_heads=heads, encoder_ffn_dim=ffn, decoder_ffn_dim=ffn,
+      encoder_layers=enc, decoder_layers=dec, max_position_embeddings=max(args.src_len, args.tgt_len),
+      dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, pad_token_id=PAD,
+      eos_token_id=EOS, bos_token_id=0, decoder_start_token_id=EOS,
+  )
+  device = 'cuda' if torch.cuda.is_available() else 'cpu'
+  model = transformers.BartForConditionalGeneration(bart_config).to(device).train()
+  params = sum(p.numel() for p in model.parameters())
+  optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device == 'cuda')
+  tensors = {k: torch.from_numpy(np.asarray(v)).to(device) for k, v in batch.items()}
+  autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=args.dtype == 'bfloat16')
+
+  def run(n):
+    for _ in range(n):
+      with autocast:
+        out = model(
+            input_ids=tensors['inputs'].long(), attention_mask=tensors['input_mask'].long(),
+            decoder_input_ids=tensors['decoder_inputs'].long(), labels=tensors['targets'].long(),
+        )
+      out.loss.backward()
+      optimizer.step()
+      optimizer.zero_grad(set_to_none=True)
+    if device == 'cuda':
+      torch.cuda.synchronize()
+
+  run(2)
+  return time_steps(run, args.steps, args.repeats), params
+
+
+def main():
+  args = parse_args()
+  batch = random_batch(args, np.random.default_rng(0))
+  tokens = args.batch * (args.src_len + args.tgt_len)
+  rows = []
+  seconds, params = bench_jax(args, batch)
+  rows.append((f'flaxllm (jax, {args.attention_impl} attention)', seconds, params))
+  if not args.skip_torch:
+    seconds, params = bench_torch(args, batch)
+    rows.append(('transformers BART (torch)', seconds, params))
+
+  device = jax.devices()[0].device_kind
+  print(f'\nshape: size={args.size} vocab={args.vocab} batch={args.batch} src={args.src_len} '
+        f'tgt={args.tgt_len} dtype={args.dtype} device={device} jax={jax.__version__}')
+  header = f'| implementation | params | ms/step | tokens/s | MFU |'
+  lines = [header, '| --- | --- | --- | --- | --- |']
+  for name, seconds, params in rows:
+    flops = 6 * params * tokens / seconds
+    mfu = f'{100 * flops / (args.peak_tflops * 1e12):.1f}%' if args.peak_tflops else 'n/a'
+    lines.append(f'| {name} | {params / 1e6:.1f}M | {1000 * seconds:.1f} | {tokens / seconds:,.0f} | {mfu} |')
+  if len(rows) == 2:
+    ratio = rows[1][1] / rows[0][1]
+    lines.append(f'\nflaxllm / transformers tokens/s ratio: {ratio:.2f}x')
+  table = '\n'.join(lines)
+  print(table)
+  os.makedirs(os.path.dirname(args.results), exist_ok=True)
+  with open(args.results, 'a') as f:
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
+    f.write(
+        f'\n## {stamp}: {device} ({platform.node()}), size={args.size} batch={args.batch} '
+        f'src={args.src_len} tgt={args.tgt_len} vocab={args.vocab} {args.dtype}\n'
+        f'`python experiments/bench_train_step.py {" ".join(sys.argv[1:])}`\n\n{table}\n'
+    )
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,1 @@
+"""flaxllm: JAX/Flax reimplementations of nine text-generation methods."""

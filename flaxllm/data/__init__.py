@@ -1,0 +1,1 @@
+"""Data layer: sources, the embedded HPO corpus, tokenizers, collators, iterators."""

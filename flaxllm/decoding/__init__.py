@@ -1,0 +1,1 @@
+"""Decoding library: samplers over a tokens_to_logits callable."""

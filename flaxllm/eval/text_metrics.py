@@ -1,0 +1,63 @@
+"""Corpus-level text metrics: sacreBLEU BLEU and ROUGE-L, both on a 0-100 scale.
+
+One reference per prediction. BLEU uses sacreBLEU's defaults (13a tokenizer,
+exponential smoothing), so scores compare with published sacreBLEU numbers.
+The scorers are imported when first used, so code that only trains (and the
+lean GPU benchmark images) does not need them installed.
+"""
+
+from typing import Sequence
+
+
+def _check_pairs(predictions: Sequence[str], references: Sequence[str]):
+  if len(predictions) != len(references):
+    raise ValueError(
+        f'{len(predictions)} predictions but {len(references)} references'
+    )
+  if not predictions:
+    raise ValueError('no predictions to score')
+
+
+def corpus_bleu(predictions: Sequence[str], references: Sequence[str]) -> float:
+  """sacreBLEU corpus BLEU.
+
+  Args:
+    predictions: one detokenized string per example.
+    references: the reference string of each example.
+
+  Returns:
+    BLEU in [0, 100].
+
+  Raises:
+    ValueError: if the lists differ in length or are empty.
+  """
+  import sacrebleu  # pylint: disable=g-import-not-at-top
+
+  _check_pairs(predictions, references)
+  return float(
+      sacrebleu.corpus_bleu(list(predictions), [list(references)]).score
+  )
+
+
+def rouge_l(predictions: Sequence[str], references: Sequence[str]) -> float:
+  """Mean ROUGE-L F1 over examples.
+
+  Args:
+    predictions: one string per example.
+    references: the reference string of each example.
+
+  Returns:
+    The mean F1 times 100, in [0, 100].
+
+  Raises:
+    ValueError: if the lists differ in length or are empty.
+  """
+  from rouge_score import rouge_scorer  # pylint: disable=g-import-not-at-top
+
+  _check_pairs(predictions, references)
+  scorer = rouge_scorer.RougeScorer(['rougeL'])
+  f1_scores = [
+      scorer.score(reference, prediction)['rougeL'].fmeasure
+      for prediction, reference in zip(predictions, references)
+  ]
+  return 100.0 * sum(f1_scores) / len(f1_scores)

@@ -1,0 +1,51 @@
+"""Tasks: one module per training objective (loss_fn, predict, evaluate).
+
+A task module `flaxllm/tasks/<name>.py` provides
+  `task_defaults() -> ConfigDict`   the keys its `config.task` section takes;
+  `check_config(config)`            validation of config.task and config.model;
+  `build(config, workdir, process_index, process_count) -> (task, data)`.
+`config.task.name` picks the module. The trainer knows nothing else.
+"""
+
+import importlib
+
+import ml_collections
+
+from flaxllm.errors import UserInputError
+
+TASK_NAMES = ('seq2seq',)
+
+
+def _module(name: str):
+  if name not in TASK_NAMES:
+    raise UserInputError(
+        f'config key task.name={name!r} is unknown; use one of {TASK_NAMES}'
+    )
+  return importlib.import_module(f'flaxllm.tasks.{name}')
+
+
+def check_task_config(config: ml_collections.ConfigDict) -> None:
+  """Validates config.task (known keys, types) and config.model for the task."""
+  if 'name' not in config.task:
+    raise UserInputError("config key 'task.name' is missing; e.g. 'seq2seq'")
+  module = _module(config.task.name)
+  defaults = module.task_defaults()
+  for key in config.task.keys():
+    if key not in defaults:
+      raise UserInputError(
+          f'config key task.{key!r} is unknown for task {config.task.name!r};'
+          f' it takes {sorted(defaults.keys())}'
+      )
+    default = defaults[key]
+    if isinstance(default, (int, float)) and not isinstance(default, bool):
+      value = config.task[key]
+      if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise UserInputError(f'config key task.{key} must be a number, got {value!r}')
+  module.check_config(config)
+
+
+def build(config: ml_collections.ConfigDict, workdir: str, *, process_index: int, process_count: int):
+  """Builds (task, data bundle) for config.task.name."""
+  return _module(config.task.name).build(
+      config, workdir, process_index=process_index, process_count=process_count
+  )

@@ -1,0 +1,345 @@
+"""Sequence-to-sequence task: teacher-forced cross-entropy, greedy prediction.
+
+The trainer drives a task through `init`, `loss_fn`, `eval_metrics`, `predict`
+and `evaluate`; this one wraps `EncoderDecoder`. Batches hold:
+
+  inputs          int32   [batch, src]  source tokens
+  input_mask      int32   [batch, src]  1 on real source tokens
+  decoder_inputs  int32   [batch, tgt]  decoder_start + targets shifted right
+  targets         int32   [batch, tgt]  target tokens, eos included
+  target_mask     float32 [batch, tgt]  1 on real target tokens
+  example_mask    float32 [batch]       1 on real rows, 0 on padding rows
+
+Metrics are sums ('loss_sum', 'correct_sum', 'denominator') so the trainer can
+add them over microbatches and hosts before dividing.
+"""
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from flaxllm import errors
+from flaxllm.decoding import greedy
+from flaxllm.eval import text_metrics
+from flaxllm.models import encoder_decoder
+
+Batch = dict[str, Any]
+
+
+class Seq2SeqTask:
+  """Trains and runs a BART-style encoder-decoder on (source, target) pairs.
+
+  Attributes:
+    model: the network.
+    model_config: its hyperparameters.
+  """
+
+  def __init__(
+      self,
+      config: ml_collections.ConfigDict,
+      *,
+      vocab_size: int,
+      pad_id: int,
+      eos_id: int,
+      decoder_start_id: int,
+  ):
+    """Builds the task from the experiment config.
+
+    Args:
+      config: reads `model` (EncoderDecoderConfig fields, plus 'family'),
+        `task.label_smoothing`, `data.max_source_length` and
+        `data.max_target_length`.
+      vocab_size: the tokenizer's vocabulary size.
+      pad_id: padding token id.
+      eos_id: end-of-sequence token id (stops generation).
+      decoder_start_id: first decoder input token.
+
+    Raises:
+      UserInputError: on an invalid model config or lengths beyond
+        model.max_positions.
+    """
+    model_fields = config.model.to_dict()
+    model_fields.pop('family', None)
+    self.model_config = encoder_decoder.EncoderDecoderConfig.from_dict(
+        model_fields, vocab_size=vocab_size, pad_id=pad_id
+    )
+    self.model = encoder_decoder.EncoderDecoder(self.model_config)
+    self.label_smoothing = float(config.task.label_smoothing)
+    self.max_source_length = config.data.max_source_length
+    self.max_target_length = config.data.max_target_length
+    self.pad_id = pad_id
+    self.eos_id = eos_id
+    self.decoder_start_id = decoder_start_id
+    for key in ('max_source_length', 'max_target_length'):
+      length = getattr(self, key)
+      if length > self.model_config.max_positions:
+        raise errors.UserInputError(
+            f'data.{key}={length} exceeds'
+            f' model.max_positions={self.model_config.max_positions}'
+        )
+
+  def dummy_batch(self, batch_size: int) -> dict[str, np.ndarray]:
+    """A batch of the configured maximum shapes, for init and eval_shape.
+
+    Args:
+      batch_size: number of rows.
+
+    Returns:
+      A batch dict (see the module docstring) of pad tokens and full masks.
+    """
+    source_shape = (batch_size, self.max_source_length)
+    target_shape = (batch_size, self.max_target_length)
+    return {
+        'inputs': np.full(source_shape, self.pad_id, np.int32),
+        'input_mask': np.ones(source_shape, np.int32),
+        'decoder_inputs': np.full(target_shape, self.pad_id, np.int32),
+        'targets': np.full(target_shape, self.pad_id, np.int32),
+        'target_mask': np.ones(target_shape, np.float32),
+        'example_mask': np.ones((batch_size,), np.float32),
+    }
+
+  def init(self, rng: jax.Array, batch: Batch) -> Any:
+    """Initialises the parameters.
+
+    Args:
+      rng: PRNG key.
+      batch: a batch (only its shapes matter), e.g. `dummy_batch(1)`.
+
+    Returns:
+      The params tree, still boxed in `nn.LogicallyPartitioned`.
+    """
+    variables = self.model.init(
+        {'params': rng},
+        batch['inputs'],
+        batch['input_mask'],
+        batch['decoder_inputs'],
+    )
+    return variables['params']
+
+  def loss_fn(
+      self, params: Any, batch: Batch, rng: jax.Array
+  ) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Training loss with dropout.
+
+    Args:
+      params: unboxed params.
+      batch: a training batch.
+      rng: PRNG key for dropout.
+
+    Returns:
+      (loss, metrics): the mean (label-smoothed) token cross-entropy over real
+      target tokens of real rows, and the float32 sums 'loss_sum' (unsmoothed
+      NLL), 'correct_sum' and 'denominator'.
+    """
+    logits = self.model.apply(
+        {'params': params},
+        batch['inputs'],
+        batch['input_mask'],
+        batch['decoder_inputs'],
+        deterministic=False,
+        rngs={'dropout': rng},
+    )
+    smoothed_sum, metrics = self._token_sums(logits, batch)
+    loss = smoothed_sum / jnp.maximum(metrics['denominator'], 1.0)
+    return loss, metrics
+
+  def eval_metrics(self, params: Any, batch: Batch) -> dict[str, jax.Array]:
+    """The sums of `loss_fn`'s metrics from a deterministic forward pass.
+
+    Args:
+      params: unboxed params.
+      batch: an evaluation batch.
+
+    Returns:
+      float32 scalars 'loss_sum', 'correct_sum' and 'denominator'.
+    """
+    logits = self.model.apply(
+        {'params': params},
+        batch['inputs'],
+        batch['input_mask'],
+        batch['decoder_inputs'],
+    )
+    _, metrics = self._token_sums(logits, batch)
+    return metrics
+
+  def _token_sums(
+      self, logits: jax.Array, batch: Batch
+  ) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Sums the per-token losses over real target tokens of real rows.
+
+    Args:
+      logits: float32 [batch, tgt, vocab].
+      batch: the batch the logits came from.
+
+    Returns:
+      (label-smoothed loss sum, metrics dict of float32 sums).
+    """
+    targets = batch['targets']  # [batch, tgt]
+    weights = (
+        jnp.asarray(batch['target_mask'], jnp.float32)
+        * jnp.asarray(batch['example_mask'], jnp.float32)[:, None]
+    )  # [batch, tgt]
+    log_probs = jax.nn.log_softmax(logits, axis=-1)  # [batch, tgt, vocab]
+    nll = -jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
+    # Label smoothing spreads `label_smoothing` of the target mass uniformly
+    # over the vocabulary (the true class included), as fairseq does.
+    smoothed = (1.0 - self.label_smoothing) * nll - (
+        self.label_smoothing * jnp.mean(log_probs, axis=-1)
+    )  # [batch, tgt]
+    correct = jnp.argmax(logits, axis=-1) == targets  # [batch, tgt]
+
+    def weighted_sum(values):
+      # `where` keeps non-finite values at padding out of the sums.
+      return jnp.sum(jnp.where(weights > 0, values * weights, 0.0))
+
+    metrics = {
+        'loss_sum': weighted_sum(nll),
+        'correct_sum': weighted_sum(correct.astype(jnp.float32)),
+        'denominator': jnp.sum(weights),
+    }
+    return weighted_sum(smoothed), metrics
+
+  def predict(
+      self, params: Any, batch: Batch, rng: jax.Array | None = None
+  ) -> jax.Array:
+    """Greedy generation with the decoder's KV cache.
+
+    Args:
+      params: params (boxed or not).
+      batch: needs 'inputs' and 'input_mask'.
+      rng: unused; greedy decoding is deterministic.
+
+    Returns:
+      int32 [batch, max_target_length] generated ids (decoder start not
+      included), `pad_id` after each row's eos.
+    """
+    del rng
+    model = self.model
+    inputs = jnp.asarray(batch['inputs'])  # [batch, src]
+    input_mask = jnp.asarray(batch['input_mask'])  # [batch, src]
+    batch_size = inputs.shape[0]
+    encoded = model.apply(
+        {'params': params},
+        inputs,
+        input_mask,
+        method=encoder_decoder.EncoderDecoder.encode,
+    )  # [batch, src, embed]
+
+    def decode_step(decoder_inputs, cache):
+      variables = {'params': params}
+      if cache is not None:
+        variables['cache'] = cache
+      logits, updated = model.apply(
+          variables,
+          encoded,
+          input_mask,
+          decoder_inputs,
+          decode=True,
+          mutable=['cache'],
+          method=encoder_decoder.EncoderDecoder.decode,
+      )
+      return logits[:, -1, :], updated['cache']
+
+    # A call over the full target length sizes the self-attention caches and
+    # caches the encoder's cross-attention keys and values.
+    _, cache = decode_step(
+        jnp.zeros((batch_size, self.max_target_length), jnp.int32), None
+    )
+    return greedy.greedy_decode(
+        decode_step,
+        cache,
+        jnp.full((batch_size,), self.decoder_start_id, jnp.int32),
+        max_length=self.max_target_length,
+        eos_id=self.eos_id,
+        pad_id=self.pad_id,
+    )
+
+  def evaluate(
+      self, predictions: list[str], references: list[str]
+  ) -> dict[str, float]:
+    """Scores decoded predictions against references.
+
+    Args:
+      predictions: detokenized model outputs.
+      references: the reference target of each prediction.
+
+    Returns:
+      {'bleu': sacreBLEU corpus BLEU, 'rougeL': mean ROUGE-L F1 x 100}.
+    """
+    return {
+        'bleu': text_metrics.corpus_bleu(predictions, references),
+        'rougeL': text_metrics.rouge_l(predictions, references),
+    }
+
+
+# -----------------------------------------------------------------------------
+# Registry hooks (see flaxllm.tasks): config keys, validation, construction.
+# -----------------------------------------------------------------------------
+
+
+def task_defaults() -> ml_collections.ConfigDict:
+  """The keys `config.task` takes for this task, with their defaults."""
+  return ml_collections.ConfigDict({'name': 'seq2seq', 'label_smoothing': 0.0})
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """Validates config.task and config.model without building anything."""
+  if not 0.0 <= config.task.get('label_smoothing', 0.0) < 1.0:
+    raise errors.UserInputError('config key task.label_smoothing must be in [0, 1)')
+  family = config.model.get('family')
+  if family != 'encoder_decoder':
+    raise errors.UserInputError(
+        f"config key model.family={family!r} does not fit task 'seq2seq'; use"
+        " 'encoder_decoder'"
+    )
+  fields = config.model.to_dict()
+  fields.pop('family')
+  model_config = encoder_decoder.EncoderDecoderConfig.from_dict(
+      fields, vocab_size=config.tokenizer.vocab_size, pad_id=1
+  )
+  model_config.validate()
+  for key in ('max_source_length', 'max_target_length'):
+    if config.data[key] > model_config.max_positions:
+      raise errors.UserInputError(
+          f'data.{key}={config.data[key]} exceeds model.max_positions='
+          f'{model_config.max_positions}; raise model.max_positions or lower'
+          f' data.{key}'
+      )
+
+
+def build(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    *,
+    process_index: int,
+    process_count: int,
+) -> tuple[Seq2SeqTask, Any]:
+  """Loads the data (training the tokenizer if needed) and builds the task.
+
+  Args:
+    config: the run config.
+    workdir: where the tokenizer is saved (by process 0 only).
+    process_index: this process.
+    process_count: processes in the job.
+
+  Returns:
+    (task, data bundle).
+  """
+  del process_count  # Every process loads the same examples; iterators split.
+  from flaxllm.data import pipeline  # pylint: disable=g-import-not-at-top
+
+  data = pipeline.Seq2SeqData.from_config(
+      config, workdir, save_tokenizer=process_index == 0
+  )
+  tokenizer = data.tokenizer
+  task = Seq2SeqTask(
+      config,
+      vocab_size=tokenizer.vocab_size,
+      pad_id=tokenizer.pad_id,
+      eos_id=tokenizer.eos_id,
+      decoder_start_id=tokenizer.eos_id,
+  )
+  return task, data

@@ -1,0 +1,564 @@
+"""The one trainer: every task trains, evaluates and predicts through here.
+
+A task (see `flaxllm.tasks`) supplies `init`, `loss_fn`, `eval_metrics`,
+`predict` and `evaluate`; its data bundle supplies the tokenizer and the
+iterators. Everything else (mesh, sharded state, the jitted step, gradient
+accumulation, EMA, checkpoints, preemption, logging, evaluation) lives here,
+in banner sections: Workdir, Mesh and state, Step, Evaluation, Loop, Modes.
+"""
+
+import dataclasses
+import json
+import os
+import signal
+import threading
+from typing import Any
+
+from absl import logging
+import flax.linen as nn
+from flax import struct
+import jax
+from jax.experimental import multihost_utils
+import jax.numpy as jnp
+from jax.sharding import PartitionSpec
+import ml_collections
+import numpy as np
+import optax
+
+from flaxllm import checkpointing
+from flaxllm import configuration
+from flaxllm import logging as run_logging
+from flaxllm import optim
+from flaxllm import sharding
+from flaxllm import tasks
+from flaxllm.errors import UserInputError
+
+# Exit status of a run stopped by SIGTERM after its checkpoint was saved.
+PREEMPTED_EXIT_CODE = 143
+
+
+# =============================================================================
+# Workdir
+# =============================================================================
+
+
+def write_json_atomically(path: str, payload: Any) -> None:
+  """Writes JSON to `path` via a temp file so readers never see half a file."""
+  tmp = f'{path}.tmp-{os.getpid()}'
+  with open(tmp, 'w') as f:
+    json.dump(payload, f, indent=2, sort_keys=True, default=str)
+  os.replace(tmp, path)
+
+
+def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Refuses a workdir whose checkpoints belong to a differently shaped model."""
+  saved_path = os.path.join(workdir, 'config.json')
+  checkpoints = os.path.join(workdir, 'checkpoints')
+  if not (os.path.exists(saved_path) and os.path.isdir(checkpoints)):
+    return
+  with open(saved_path) as f:
+    saved = ml_collections.ConfigDict(json.load(f))
+  if 'model' not in saved or 'tokenizer' not in saved:
+    return
+  before, now = configuration.model_shape(saved), configuration.model_shape(config)
+  changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+  if changed:
+    key = changed[0]
+    raise UserInputError(
+        f'workdir {workdir} holds checkpoints of another model shape'
+        f' ({key}={before.get(key)!r}, the config asks {now.get(key)!r}); use a'
+        ' new --workdir or the saved model config'
+    )
+
+
+# =============================================================================
+# Mesh and state
+# =============================================================================
+
+
+@struct.dataclass
+class TrainState:
+  step: jax.Array  # int32 []
+  params: Any
+  opt_state: Any
+  ema_params: Any  # None without EMA
+  rng: jax.Array  # uint32 [2]
+
+
+def _is_spec(x) -> bool:
+  return isinstance(x, PartitionSpec)
+
+
+@dataclasses.dataclass
+class ShardedState:
+  """How to create, place and restore the train state on a mesh."""
+
+  mesh: jax.sharding.Mesh
+  rules: tuple
+  shardings: TrainState  # NamedShardings, mirroring the state
+  abstract: TrainState  # ShapeDtypeStructs carrying those shardings
+  init: Any  # jitted rng -> TrainState, created straight in its shardings
+
+
+def shard_state(task, tx, config, mesh) -> ShardedState:
+  """Derives the state's shardings shape-first and jits its creation."""
+  rules = tuple(tuple(r) for r in config.mesh.logical_axis_rules)
+  dummy = task.dummy_batch(1)
+  use_ema = config.optimizer.ema_decay > 0
+
+  def init_state(rng):
+    init_rng, train_rng = jax.random.split(rng)
+    params = nn.unbox(task.init(init_rng, dummy))
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        opt_state=tx.init(params),
+        ema_params=params if use_ema else None,
+        rng=train_rng,
+    )
+
+  rng = jax.random.PRNGKey(config.seed)
+  boxed_params = jax.eval_shape(lambda r: task.init(r, dummy), rng)
+  param_specs = nn.get_partition_spec(boxed_params)
+  abstract = jax.eval_shape(init_state, rng)
+  opt_specs = optax.tree_map_params(
+      tx,
+      lambda _, spec: spec,
+      abstract.opt_state,
+      param_specs,
+      transform_non_params=lambda _: PartitionSpec(),
+      is_leaf=_is_spec,
+  )
+  logical = TrainState(
+      step=PartitionSpec(),
+      params=param_specs,
+      opt_state=opt_specs,
+      ema_params=param_specs if use_ema else None,
+      rng=PartitionSpec(),
+  )
+  shardings = sharding.tree_shardings(mesh, rules, logical)
+  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+    init = jax.jit(init_state, out_shardings=shardings)
+  return ShardedState(
+      mesh=mesh,
+      rules=rules,
+      shardings=shardings,
+      abstract=checkpointing.abstract_like(abstract, shardings),
+      init=init,
+  )
+
+
+# =============================================================================
+# Step
+# =============================================================================
+
+
+def make_train_step(task, tx, schedule, config, placement: ShardedState, batch_sharding):
+  """The jitted train step: (state, batch) -> (state, metrics), state donated.
+
+  With `train.grad_accum_steps` = k the global batch is split into k
+  microbatches (row i goes to microbatch i % k, so each stays spread over the
+  data shards) whose gradients are weighted by their token counts, making the
+  update equal to the one of the whole batch.
+  """
+  accum = config.train.grad_accum_steps
+  ema_decay = config.optimizer.ema_decay
+  grad_fn = jax.value_and_grad(task.loss_fn, has_aux=True)
+
+  def microbatch_grads(params, batch, rng):
+    (_, metrics), grads = grad_fn(params, batch, rng)
+    return metrics, grads
+
+  def accumulated_grads(params, batch, rng):
+    def split(x):  # [batch, ...] -> [accum, batch / accum, ...]
+      x = x.reshape(x.shape[0] // accum, accum, *x.shape[1:]).swapaxes(0, 1)
+      return nn.with_logical_constraint(x, (None, 'batch') + (None,) * (x.ndim - 2))
+
+    micro = jax.tree.map(split, batch)
+
+    def body(carry, inputs):
+      grad_sum, metric_sum = carry
+      index, microbatch = inputs
+      metrics, grads = microbatch_grads(params, microbatch, jax.random.fold_in(rng, index))
+      weight = metrics['denominator']
+      grad_sum = jax.tree.map(lambda s, g: s + g * weight, grad_sum, grads)
+      metric_sum = jax.tree.map(jnp.add, metric_sum, metrics)
+      return (grad_sum, metric_sum), None
+
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    first = jax.tree.map(lambda x: x[0], micro)
+    metric_zeros = jax.tree.map(
+        jnp.zeros_like, jax.eval_shape(lambda: microbatch_grads(params, first, rng)[0])
+    )
+    (grad_sum, metrics), _ = jax.lax.scan(
+        body, (zeros, metric_zeros), (jnp.arange(accum), micro)
+    )
+    total = jnp.maximum(metrics['denominator'], 1.0)
+    return metrics, jax.tree.map(lambda g: g / total, grad_sum)
+
+  def train_step(state: TrainState, batch):
+    rng = jax.random.fold_in(state.rng, state.step)
+    if accum == 1:
+      metrics, grads = microbatch_grads(state.params, batch, rng)
+    else:
+      metrics, grads = accumulated_grads(state.params, batch, rng)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    ema = state.ema_params
+    if ema is not None:
+      ema = optim.update_ema(ema, params, ema_decay)
+    metrics = dict(metrics)
+    metrics['grad_norm'] = optax.tree.norm(grads)
+    metrics['learning_rate'] = schedule(state.step)
+    new_state = state.replace(
+        step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema
+    )
+    return new_state, metrics
+
+  replicated = sharding.replicated(placement.mesh)
+  with jax.set_mesh(placement.mesh), nn.logical_axis_rules(placement.rules):
+    return jax.jit(
+        train_step,
+        in_shardings=(placement.shardings, batch_sharding),
+        out_shardings=(placement.shardings, replicated),
+        donate_argnums=(0,),
+    )
+
+
+def summarize_train_metrics(history: list[dict]) -> dict[str, float]:
+  """Host-side summary of the device metrics of the steps since the last log."""
+  fetched = jax.device_get(history)
+  loss_sum = sum(float(m['loss_sum']) for m in fetched)
+  correct = sum(float(m['correct_sum']) for m in fetched)
+  tokens = max(sum(float(m['denominator']) for m in fetched), 1.0)
+  return {
+      'loss': loss_sum / tokens,
+      'accuracy': correct / tokens,
+      'grad_norm': float(np.mean([m['grad_norm'] for m in fetched])),
+      'learning_rate': float(fetched[-1]['learning_rate']),
+  }
+
+
+def count_tokens(local_batch: dict[str, np.ndarray]) -> float:
+  """Real (non-pad) tokens of a local batch, over all its *_mask arrays."""
+  return float(
+      sum(v.sum() for k, v in local_batch.items() if k.endswith('_mask') and k != 'example_mask')
+  )
+
+
+# =============================================================================
+# Evaluation
+# =============================================================================
+
+
+class Evaluator:
+  """Eval loss and generation metrics of one split, under the run's mesh."""
+
+  def __init__(self, task, data, config, placement: ShardedState, batch_sharding):
+    self.task, self.data, self.config = task, data, config
+    self.batch_sharding = batch_sharding
+    self.placement = placement
+    replicated = sharding.replicated(placement.mesh)
+    param_shardings = placement.shardings.params
+    with jax.set_mesh(placement.mesh), nn.logical_axis_rules(placement.rules):
+      self._metrics_step = jax.jit(
+          task.eval_metrics,
+          in_shardings=(param_shardings, batch_sharding),
+          out_shardings=replicated,
+      )
+      # The row mask comes back replicated with the ids: on several hosts a
+      # global input array cannot be read whole by any one of them.
+      self._predict_step = jax.jit(
+          lambda p, b: (task.predict(p, b), b['example_mask']),
+          in_shardings=(param_shardings, batch_sharding),
+          out_shardings=replicated,
+      )
+
+  def _batches(self, split: str, max_examples: int = 0):
+    for local in self.data.eval_batches(
+        split,
+        global_batch_size=self.config.train.eval_batch_size,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+        max_examples=max_examples,
+    ):
+      yield sharding.global_batch(local, self.batch_sharding)
+
+  def loss(self, params, split: str) -> dict[str, float]:
+    """Token-level loss, accuracy and perplexity over a whole split."""
+    totals = None
+    with jax.set_mesh(self.placement.mesh), nn.logical_axis_rules(self.placement.rules):
+      for batch in self._batches(split):
+        sums = self._metrics_step(params, batch)
+        totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+    totals = jax.device_get(totals)
+    tokens = max(float(totals['denominator']), 1.0)
+    loss = float(totals['loss_sum']) / tokens
+    return {
+        'loss': loss,
+        'accuracy': float(totals['correct_sum']) / tokens,
+        'perplexity': float(np.exp(min(loss, 50.0))),
+    }
+
+  def generate(self, params, split: str, max_examples: int = 0):
+    """Greedy outputs of a split: (predictions, references, sources)."""
+    predictions = []
+    with jax.set_mesh(self.placement.mesh), nn.logical_axis_rules(self.placement.rules):
+      for batch in self._batches(split, max_examples):
+        ids, mask = jax.device_get(self._predict_step(params, batch))
+        ids, mask = np.asarray(ids), np.asarray(mask) > 0
+        predictions.extend(self.data.tokenizer.decode_batch(ids[mask].tolist()))
+    examples = self.data.examples(split, max_examples)
+    return predictions, [e['tgt'] for e in examples], [e['src'] for e in examples]
+
+  def run(self, params, split: str, max_examples: int = 0) -> tuple[dict, list]:
+    metrics = self.loss(params, split)
+    predictions, references, sources = self.generate(params, split, max_examples)
+    metrics.update(self.task.evaluate(predictions, references))
+    samples = list(zip(sources, references, predictions))
+    return metrics, samples
+
+
+def print_samples(split: str, metrics: dict, samples: list, count: int) -> None:
+  if jax.process_index() != 0:
+    return
+  shown = ', '.join(f'{k} {v:.4g}' for k, v in sorted(metrics.items()))
+  print(f'[{split}] {shown}', flush=True)
+  for source, reference, prediction in samples[:count]:
+    print(f'  source:     {source[:160]}', flush=True)
+    print(f'  reference:  {reference}', flush=True)
+    print(f'  prediction: {prediction}', flush=True)
+
+
+# =============================================================================
+# Loop
+# =============================================================================
+
+
+class PreemptionWatch:
+  """Turns SIGTERM into a flag the loop checks between steps."""
+
+  def __init__(self):
+    self._requested = threading.Event()
+    self._previous = None
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    logging.warning('SIGTERM received: saving a checkpoint after this step')
+    self._requested.set()
+
+  def requested(self, *, sync: bool) -> bool:
+    """Whether any process was asked to stop (sync=True agrees across hosts)."""
+    local = self._requested.is_set()
+    if jax.process_count() == 1 or not sync:
+      return local
+    flags = multihost_utils.process_allgather(np.asarray(local, np.int32))
+    return bool(np.any(flags))
+
+  def restore(self):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+@dataclasses.dataclass
+class Run:
+  """Everything a mode needs: task, data, mesh, state placement, checkpoints."""
+
+  config: ml_collections.ConfigDict
+  workdir: str
+  task: Any
+  data: Any
+  placement: ShardedState
+  batch_sharding: Any
+  checkpointer: checkpointing.Checkpointer
+  tx: Any
+  schedule: Any
+
+
+def setup(config: ml_collections.ConfigDict, workdir: str) -> Run:
+  """Builds data, task, mesh and state placement. Writes only the tokenizer."""
+  check_workdir(config, workdir)
+  is_main = jax.process_index() == 0
+  task, data = tasks.build(
+      config,
+      workdir,
+      process_index=jax.process_index(),
+      process_count=jax.process_count(),
+  )
+  mesh = sharding.make_mesh(config.mesh.shape)
+  tx, schedule = optim.make_optimizer(config.optimizer, config.train.steps)
+  placement = shard_state(task, tx, config, mesh)
+  batch_sharding = sharding.logical_sharding(mesh, placement.rules, PartitionSpec('batch'))
+  if is_main:
+    os.makedirs(workdir, exist_ok=True)
+  checkpointer = checkpointing.Checkpointer(
+      os.path.join(workdir, 'checkpoints'),
+      keep=config.checkpoint.keep,
+      every=config.checkpoint.every,
+      async_save=config.checkpoint.async_save,
+  )
+  return Run(config, workdir, task, data, placement, batch_sharding, checkpointer, tx, schedule)
+
+
+def restore_or_init(run: Run):
+  """Latest checkpoint of the workdir, else a fresh state. -> (state, data_state)."""
+  latest = run.checkpointer.latest_step()
+  if latest is None:
+    return run.placement.init(jax.random.PRNGKey(run.config.seed)), None
+  return run.checkpointer.restore(latest, run.placement.abstract)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains `config.train.steps` steps (resuming), then evaluates eval and test.
+
+  Returns:
+    The final metrics: {'eval': {...}, 'test': {...}}; {'preempted': step}
+    when SIGTERM stopped the run after saving.
+  """
+  run = setup(config, workdir)
+  is_main = jax.process_index() == 0
+  if is_main:
+    write_json_atomically(os.path.join(workdir, 'config.json'), config.to_dict())
+  state, data_state = restore_or_init(run)
+  train_iter = run.data.train_iterator(
+      global_batch_size=config.train.batch_size,
+      seed=config.seed,
+      process_index=jax.process_index(),
+      process_count=jax.process_count(),
+  )
+  if data_state is not None:
+    train_iter.set_state(data_state)
+  step = int(jax.device_get(state.step))
+  if step:
+    logging.info('Resumed at step %d', step)
+    if is_main:
+      print(f'Resuming from the checkpoint of step {step} in {workdir}', flush=True)
+
+  train_step = make_train_step(
+      run.task, run.tx, run.schedule, config, run.placement, run.batch_sharding
+  )
+  evaluator = Evaluator(run.task, run.data, config, run.placement, run.batch_sharding)
+  writer = run_logging.MetricsWriter(workdir, enabled=is_main)
+  progress = run_logging.ProgressLine(config.train.steps, step, enabled=is_main)
+  profile = run_logging.ProfileWindow(workdir, tuple(config.profile.steps), enabled=is_main)
+  preemption = PreemptionWatch()
+  history, tokens = [], 0.0
+  multi_process = jax.process_count() > 1
+  try:
+    with jax.set_mesh(run.placement.mesh), nn.logical_axis_rules(run.placement.rules):
+      last_step = config.train.steps
+      if config.train.stop_at_step:
+        last_step = min(config.train.stop_at_step, last_step)
+      while step < last_step:
+        profile.before_step(step)
+        local = next(train_iter)
+        tokens += count_tokens(local) * jax.process_count()
+        state, metrics = train_step(state, sharding.global_batch(local, run.batch_sharding))
+        history.append(metrics)
+        profile.after_step(step)
+        step += 1
+        run.checkpointer.save(step, state, train_iter.get_state())
+        at_log = step % config.train.log_every == 0 or step == config.train.steps
+        if at_log:
+          summary = summarize_train_metrics(history)
+          summary.update(progress.update(step, tokens, {'loss': summary['loss']}))
+          writer.write(step, 'train', summary)
+          history, tokens = [], 0.0
+        # One host sync per log interval in multi-process runs; none otherwise.
+        if preemption.requested(sync=at_log) and (at_log or not multi_process):
+          run.checkpointer.save(step, state, train_iter.get_state(), force=True)
+          run.checkpointer.wait()
+          if is_main:
+            print(f'Preempted: saved the checkpoint of step {step}', flush=True)
+          return {'preempted': step}
+        if config.train.eval_every and step % config.train.eval_every == 0 and step < config.train.steps:
+          metrics_eval = evaluator.loss(eval_params(state), 'eval')
+          writer.write(step, 'eval', metrics_eval)
+    run.checkpointer.save(step, state, train_iter.get_state(), force=True)
+    run.checkpointer.wait()
+    if step < config.train.steps:
+      if is_main:
+        print(f'Stopped at step {step} (train.stop_at_step); resume with the same workdir', flush=True)
+      return {'stopped': step}
+    results = evaluate_splits(run, evaluator, state, writer, step)
+  finally:
+    preemption.restore()
+    writer.close()
+    run.checkpointer.close()
+  return results
+
+
+def eval_params(state: TrainState):
+  """The params evaluation uses: the EMA when kept, else the live ones."""
+  return state.ema_params if state.ema_params is not None else state.params
+
+
+def evaluate_splits(run: Run, evaluator: Evaluator, state: TrainState, writer, step: int) -> dict:
+  """Eval and test metrics (loss + generation), printed with sample outputs."""
+  results = {}
+  for split in ('eval', 'test'):
+    if not run.config.data[split]:
+      continue
+    metrics, samples = evaluator.run(
+        eval_params(state), split, run.config.data.max_eval_examples
+    )
+    writer.write(step, split, metrics)
+    print_samples(split, metrics, samples, run.config.train.num_samples)
+    results[split] = metrics
+  if jax.process_index() == 0:
+    write_json_atomically(
+        os.path.join(run.workdir, 'results.json'), {'step': step, **results}
+    )
+  return results
+
+
+# =============================================================================
+# Modes
+# =============================================================================
+
+
+def _restore_latest(run: Run) -> TrainState:
+  latest = run.checkpointer.latest_step()
+  if latest is None:
+    raise UserInputError(
+        f'workdir {run.workdir} has no checkpoint to evaluate; train first'
+        ' with --mode=train or point --workdir at a trained run'
+    )
+  state, _ = run.checkpointer.restore(latest, run.placement.abstract)
+  return state
+
+
+def evaluate_only(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """--mode=eval: metrics of the latest checkpoint on the eval and test splits."""
+  run = setup(config, workdir)
+  try:
+    state = _restore_latest(run)
+    evaluator = Evaluator(run.task, run.data, config, run.placement, run.batch_sharding)
+    writer = run_logging.MetricsWriter(workdir, enabled=jax.process_index() == 0)
+    results = evaluate_splits(run, evaluator, state, writer, int(jax.device_get(state.step)))
+    writer.close()
+  finally:
+    run.checkpointer.close()
+  return results
+
+
+def predict_only(config: ml_collections.ConfigDict, workdir: str) -> str:
+  """--mode=predict: decodes `predict.split` to workdir/predictions.jsonl."""
+  run = setup(config, workdir)
+  try:
+    state = _restore_latest(run)
+    evaluator = Evaluator(run.task, run.data, config, run.placement, run.batch_sharding)
+    predictions, references, sources = evaluator.generate(eval_params(state), config.predict.split)
+  finally:
+    run.checkpointer.close()
+  path = os.path.join(workdir, 'predictions.jsonl')
+  if jax.process_index() == 0:
+    tmp = f'{path}.tmp-{os.getpid()}'
+    with open(tmp, 'w') as f:
+      for source, reference, prediction in zip(sources, references, predictions):
+        f.write(json.dumps({'src': source, 'tgt': reference, 'prediction': prediction}) + '\n')
+    os.replace(tmp, path)
+    print(f'Wrote {len(predictions)} predictions to {path}', flush=True)
+  return path

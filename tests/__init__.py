@@ -1,0 +1,1 @@
+"""flaxllm's absltest suites, run by pytest from ./run.sh test."""

@@ -1,0 +1,20 @@
+"""Test session set-up: 8 fake CPU devices, no accelerator, no network.
+
+Set before jax is imported anywhere, so every test module sees 8 devices;
+subprocess tests choose their own count through XLA_FLAGS.
+"""
+
+import os
+import sys
+
+os.environ['XLA_FLAGS'] = (
+    os.environ.get('XLA_FLAGS', '') + ' --xla_force_host_platform_device_count=8'
+).strip()
+os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+os.environ.setdefault('HF_HUB_OFFLINE', '1')
+os.environ.setdefault('HF_DATASETS_OFFLINE', '1')
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+  sys.path.insert(0, ROOT)  # `configs` and `tests.run_helpers` import from here
