@@ -19,7 +19,9 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
   for item in filter(None, (arg or '').split(',')):
     key, sep, value = item.partition('=')
     if key not in defaults:
-      raise ValueError(f'config argument {key!r} is unknown; known: {sorted(defaults)}')
+      raise ValueError(
+          f'config argument {key!r} is unknown; known: {sorted(defaults)}'
+      )
     default = defaults[key]
     if not sep:
       if not isinstance(default, bool):
@@ -43,7 +45,9 @@ ENCODER_DECODER_SIZES = {
 def encoder_decoder_model(size: str) -> ml_collections.ConfigDict:
   """config.model for a BART-style encoder-decoder of a named size."""
   if size not in ENCODER_DECODER_SIZES:
-    raise ValueError(f'size={size!r} is unknown; use one of {sorted(ENCODER_DECODER_SIZES)}')
+    raise ValueError(
+        f'size={size!r} is unknown; use one of {sorted(ENCODER_DECODER_SIZES)}'
+    )
   d_model, heads, ffn, enc, dec = ENCODER_DECODER_SIZES[size]
   m = ml_collections.ConfigDict()
   m.family = 'encoder_decoder'

@@ -39,18 +39,33 @@ PAD, EOS = 1, 2
 
 def parse_args():
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--size', default='small', choices=sorted(common.ENCODER_DECODER_SIZES))
+  parser.add_argument(
+      '--size', default='small', choices=sorted(common.ENCODER_DECODER_SIZES)
+  )
   parser.add_argument('--vocab', type=int, default=8000)
   parser.add_argument('--batch', type=int, default=16)
   parser.add_argument('--src_len', type=int, default=64)
   parser.add_argument('--tgt_len', type=int, default=32)
-  parser.add_argument('--dtype', default='float32', choices=['float32', 'bfloat16'])
-  parser.add_argument('--attention_impl', default='xla', choices=['xla', 'cudnn'])
-  parser.add_argument('--steps', type=int, default=10, help='timed steps per repeat')
+  parser.add_argument(
+      '--dtype', default='float32', choices=['float32', 'bfloat16']
+  )
+  parser.add_argument(
+      '--attention_impl', default='xla', choices=['xla', 'cudnn']
+  )
+  parser.add_argument(
+      '--steps', type=int, default=10, help='timed steps per repeat'
+  )
   parser.add_argument('--repeats', type=int, default=3)
-  parser.add_argument('--peak_tflops', type=float, default=0.0, help='for MFU; 0 skips it')
+  parser.add_argument(
+      '--peak_tflops', type=float, default=0.0, help='for MFU; 0 skips it'
+  )
   parser.add_argument('--skip_torch', action='store_true')
-  parser.add_argument('--results', default=os.path.join(ROOT, 'experiments', 'results', 'bench_train_step.md'))
+  parser.add_argument(
+      '--results',
+      default=os.path.join(
+          ROOT, 'experiments', 'results', 'bench_train_step.md'
+      ),
+  )
   return parser.parse_args()
 
 
@@ -75,7 +90,9 @@ def make_config(args) -> ml_collections.ConfigDict:
 def random_batch(args, rng: np.random.Generator) -> dict[str, np.ndarray]:
   src = rng.integers(5, args.vocab, (args.batch, args.src_len), dtype=np.int32)
   tgt = rng.integers(5, args.vocab, (args.batch, args.tgt_len), dtype=np.int32)
-  decoder_inputs = np.concatenate([np.full((args.batch, 1), EOS, np.int32), tgt[:, :-1]], 1)
+  decoder_inputs = np.concatenate(
+      [np.full((args.batch, 1), EOS, np.int32), tgt[:, :-1]], 1
+  )
   return {
       'inputs': src,
       'input_mask': np.ones_like(src),
@@ -98,12 +115,22 @@ def time_steps(step_fn, steps: int, repeats: int) -> float:
 
 def bench_jax(args, batch) -> tuple[float, int]:
   config = make_config(args)
-  task = seq2seq.Seq2SeqTask(config, vocab_size=args.vocab, pad_id=PAD, eos_id=EOS, decoder_start_id=EOS)
+  task = seq2seq.Seq2SeqTask(
+      config,
+      vocab_size=args.vocab,
+      pad_id=PAD,
+      eos_id=EOS,
+      decoder_start_id=EOS,
+  )
   mesh = sharding.make_mesh((-1, 1, 1))
   tx, schedule = optim.make_optimizer(config.optimizer, 10**6)
   placement = train.shard_state(task, tx, config, mesh)
-  batch_sharding = sharding.logical_sharding(mesh, placement.rules, jax.sharding.PartitionSpec('batch'))
-  step = train.make_train_step(task, tx, schedule, config, placement, batch_sharding)
+  batch_sharding = sharding.logical_sharding(
+      mesh, placement.rules, jax.sharding.PartitionSpec('batch')
+  )
+  step = train.make_train_step(
+      task, tx, schedule, config, placement, batch_sharding
+  )
   state = placement.init(jax.random.PRNGKey(0))
   params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
   device_batch = sharding.global_batch(batch, batch_sharding)
@@ -126,25 +153,46 @@ def bench_torch(args, batch) -> tuple[float, int]:
 
   d_model, heads, ffn, enc, dec = common.ENCODER_DECODER_SIZES[args.size]
   bart_config = transformers.BartConfig(
-      vocab_size=args.vocab, d_model=d_model, encoder_attention_heads=heads,
-      decoder_attention_heads=heads, encoder_ffn_dim=ffn, decoder_ffn_dim=ffn,
-      encoder_layers=enc, decoder_layers=dec, max_position_embeddings=max(args.src_len, args.tgt_len),
-      dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, pad_token_id=PAD,
-      eos_token_id=EOS, bos_token_id=0, decoder_start_token_id=EOS,
+      vocab_size=args.vocab,
+      d_model=d_model,
+      encoder_attention_heads=heads,
+      decoder_attention_heads=heads,
+      encoder_ffn_dim=ffn,
+      decoder_ffn_dim=ffn,
+      encoder_layers=enc,
+      decoder_layers=dec,
+      max_position_embeddings=max(args.src_len, args.tgt_len),
+      dropout=0.0,
+      attention_dropout=0.0,
+      activation_dropout=0.0,
+      pad_token_id=PAD,
+      eos_token_id=EOS,
+      bos_token_id=0,
+      decoder_start_token_id=EOS,
   )
   device = 'cuda' if torch.cuda.is_available() else 'cpu'
-  model = transformers.BartForConditionalGeneration(bart_config).to(device).train()
+  model = (
+      transformers.BartForConditionalGeneration(bart_config).to(device).train()
+  )
   params = sum(p.numel() for p in model.parameters())
-  optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device == 'cuda')
-  tensors = {k: torch.from_numpy(np.asarray(v)).to(device) for k, v in batch.items()}
-  autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=args.dtype == 'bfloat16')
+  optimizer = torch.optim.AdamW(
+      model.parameters(), lr=1e-4, fused=device == 'cuda'
+  )
+  tensors = {
+      k: torch.from_numpy(np.asarray(v)).to(device) for k, v in batch.items()
+  }
+  autocast = torch.autocast(
+      device, dtype=torch.bfloat16, enabled=args.dtype == 'bfloat16'
+  )
 
   def run(n):
     for _ in range(n):
       with autocast:
         out = model(
-            input_ids=tensors['inputs'].long(), attention_mask=tensors['input_mask'].long(),
-            decoder_input_ids=tensors['decoder_inputs'].long(), labels=tensors['targets'].long(),
+            input_ids=tensors['inputs'].long(),
+            attention_mask=tensors['input_mask'].long(),
+            decoder_input_ids=tensors['decoder_inputs'].long(),
+            labels=tensors['targets'].long(),
         )
       out.loss.backward()
       optimizer.step()
@@ -162,20 +210,32 @@ def main():
   tokens = args.batch * (args.src_len + args.tgt_len)
   rows = []
   seconds, params = bench_jax(args, batch)
-  rows.append((f'flaxllm (jax, {args.attention_impl} attention)', seconds, params))
+  rows.append(
+      (f'flaxllm (jax, {args.attention_impl} attention)', seconds, params)
+  )
   if not args.skip_torch:
     seconds, params = bench_torch(args, batch)
     rows.append(('transformers BART (torch)', seconds, params))
 
   device = jax.devices()[0].device_kind
-  print(f'\nshape: size={args.size} vocab={args.vocab} batch={args.batch} src={args.src_len} '
-        f'tgt={args.tgt_len} dtype={args.dtype} device={device} jax={jax.__version__}')
+  print(
+      f'\nshape: size={args.size} vocab={args.vocab} batch={args.batch}'
+      f' src={args.src_len} tgt={args.tgt_len} dtype={args.dtype}'
+      f' device={device} jax={jax.__version__}'
+  )
   header = f'| implementation | params | ms/step | tokens/s | MFU |'
   lines = [header, '| --- | --- | --- | --- | --- |']
   for name, seconds, params in rows:
     flops = 6 * params * tokens / seconds
-    mfu = f'{100 * flops / (args.peak_tflops * 1e12):.1f}%' if args.peak_tflops else 'n/a'
-    lines.append(f'| {name} | {params / 1e6:.1f}M | {1000 * seconds:.1f} | {tokens / seconds:,.0f} | {mfu} |')
+    mfu = (
+        f'{100 * flops / (args.peak_tflops * 1e12):.1f}%'
+        if args.peak_tflops
+        else 'n/a'
+    )
+    lines.append(
+        f'| {name} | {params / 1e6:.1f}M | {1000 * seconds:.1f} |'
+        f' {tokens / seconds:,.0f} | {mfu} |'
+    )
   if len(rows) == 2:
     ratio = rows[1][1] / rows[0][1]
     lines.append(f'\nflaxllm / transformers tokens/s ratio: {ratio:.2f}x')
@@ -183,11 +243,15 @@ def main():
   print(table)
   os.makedirs(os.path.dirname(args.results), exist_ok=True)
   with open(args.results, 'a') as f:
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime(
+        '%Y-%m-%d %H:%M UTC'
+    )
     f.write(
-        f'\n## {stamp}: {device} ({platform.node()}), size={args.size} batch={args.batch} '
-        f'src={args.src_len} tgt={args.tgt_len} vocab={args.vocab} {args.dtype}\n'
-        f'`python experiments/bench_train_step.py {" ".join(sys.argv[1:])}`\n\n{table}\n'
+        f'\n## {stamp}: {device} ({platform.node()}), size={args.size}'
+        f' batch={args.batch} src={args.src_len} tgt={args.tgt_len}'
+        f' vocab={args.vocab} {args.dtype}\n`python'
+        ' experiments/bench_train_step.py'
+        f' {" ".join(sys.argv[1:])}`\n\n{table}\n'
     )
 
 

@@ -63,7 +63,9 @@ class Checkpointer:
   def should_save(self, step: int) -> bool:
     return self.every > 0 and step % self.every == 0
 
-  def save(self, step: int, state: Any, data_state: dict, *, force=False) -> bool:
+  def save(
+      self, step: int, state: Any, data_state: dict, *, force=False
+  ) -> bool:
     """Starts saving `state` and `data_state` as checkpoint `step`.
 
     Args:
@@ -86,12 +88,10 @@ class Checkpointer:
     self._pending_step = step
     self._manager.save(
         step,
-        args=ocp.args.Composite(
-            **{
-                STATE: ocp.args.StandardSave(state),
-                DATA: ocp.args.JsonSave(data_state),
-            }
-        ),
+        args=ocp.args.Composite(**{
+            STATE: ocp.args.StandardSave(state),
+            DATA: ocp.args.JsonSave(data_state),
+        }),
         force=True,
     )
     return True
@@ -136,12 +136,10 @@ class Checkpointer:
     """
     restored = self._manager.restore(
         step,
-        args=ocp.args.Composite(
-            **{
-                STATE: ocp.args.StandardRestore(abstract_state),
-                DATA: ocp.args.JsonRestore(),
-            }
-        ),
+        args=ocp.args.Composite(**{
+            STATE: ocp.args.StandardRestore(abstract_state),
+            DATA: ocp.args.JsonRestore(),
+        }),
     )
     logging.info('Restored checkpoint %d from %s', step, self.directory)
     return restored[STATE], restored[DATA]

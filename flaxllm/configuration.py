@@ -32,6 +32,10 @@ def default_config() -> ml_collections.ConfigDict:
 
   c.mesh = ml_collections.ConfigDict()
   c.mesh.shape = (-1, 1, 1)  # ('data', 'fsdp', 'tensor'); -1 = the rest
+  # batch over data+fsdp, params' embed over fsdp (ZeRO-3 style), the wide
+  # dims over tensor. Rules apply in order and a mesh axis is used at most
+  # once per array, so an activation [batch, length, embed] keeps embed
+  # replicated while a param [vocab, embed] shards embed over fsdp.
   c.mesh.logical_axis_rules = (
       ('batch', ('data', 'fsdp')),
       ('vocab', 'tensor'),
@@ -99,7 +103,9 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 def _check_keys(
-    config: ml_collections.ConfigDict, reference: ml_collections.ConfigDict, prefix=''
+    config: ml_collections.ConfigDict,
+    reference: ml_collections.ConfigDict,
+    prefix='',
 ):
   """Unknown keys and type mismatches against the defaults, recursively."""
   for key in config.keys():
@@ -115,7 +121,9 @@ def _check_keys(
     value, default = config[key], reference[key]
     if isinstance(default, ml_collections.ConfigDict):
       if not isinstance(value, ml_collections.ConfigDict):
-        raise UserInputError(f'config key {name!r} must be a section (a ConfigDict)')
+        raise UserInputError(
+            f'config key {name!r} must be a section (a ConfigDict)'
+        )
       _check_keys(value, default, prefix=f'{name}.')
     elif not _same_kind(value, default):
       raise UserInputError(
@@ -160,7 +168,10 @@ def _spec_path(spec: str) -> str | None:
 
 
 def validate(
-    config: ml_collections.ConfigDict, *, num_devices: int, num_processes: int = 1
+    config: ml_collections.ConfigDict,
+    *,
+    num_devices: int,
+    num_processes: int = 1,
 ) -> None:
   """Checks the whole config before any work is done.
 
@@ -200,13 +211,16 @@ def validate(
     section, name = key.split('.')
     if config[section][name] not in allowed:
       raise UserInputError(
-          f'config key {key!r} is {config[section][name]!r}; use one of {allowed}'
+          f'config key {key!r} is {config[section][name]!r}; use one of'
+          f' {allowed}'
       )
   if not 0.0 <= config.optimizer.ema_decay < 1.0:
     raise UserInputError("config key 'optimizer.ema_decay' must be in [0, 1)")
   start, stop = tuple(config.profile.steps)
   if stop < start:
-    raise UserInputError("config key 'profile.steps' must be (start, stop) with start <= stop")
+    raise UserInputError(
+        "config key 'profile.steps' must be (start, stop) with start <= stop"
+    )
 
   # Mesh against the devices, batch against the data axes.
   mesh_shape = sharding.resolve_mesh_shape(config.mesh.shape, num_devices)
@@ -222,14 +236,16 @@ def validate(
       raise UserInputError(
           f'train.{key}={size} is not divisible by the {data_shards} batch'
           f' shards of mesh {mesh_shape} (and {num_processes} processes); set'
-          f' --config.train.{key} to a multiple of {math.lcm(data_shards, num_processes)}'
+          f' --config.train.{key} to a multiple of'
+          f' {math.lcm(data_shards, num_processes)}'
       )
   micro, rem = divmod(config.train.batch_size, config.train.grad_accum_steps)
   if rem or micro % data_shards:
     raise UserInputError(
         f'train.batch_size={config.train.batch_size} split into'
         f' train.grad_accum_steps={config.train.grad_accum_steps} microbatches'
-        f' must leave a multiple of the {data_shards} batch shards per microbatch'
+        f' must leave a multiple of the {data_shards} batch shards per'
+        ' microbatch'
     )
 
   # Paths.
@@ -237,12 +253,13 @@ def validate(
     path = _spec_path(config.data[split])
     if path is not None and not os.path.exists(path):
       raise UserInputError(
-          f'data.{split} file {path!r} does not exist; fix --config.data.{split}'
+          f'data.{split} file {path!r} does not exist; fix'
+          f' --config.data.{split}'
       )
   if config.tokenizer.path and not os.path.isdir(config.tokenizer.path):
     raise UserInputError(
-        f'tokenizer.path {config.tokenizer.path!r} is not a folder; point it'
-        ' at a local Hugging Face tokenizer folder or leave it empty to train one'
+        f'tokenizer.path {config.tokenizer.path!r} is not a folder; point it at'
+        ' a local Hugging Face tokenizer folder or leave it empty to train one'
     )
 
 
@@ -252,4 +269,7 @@ def model_shape(config: ml_collections.ConfigDict) -> dict[str, Any]:
       k: v
       for k, v in config.model.to_dict().items()
       if k not in NON_SHAPE_MODEL_KEYS
-  } | {'vocab_size': config.tokenizer.vocab_size, 'tokenizer': config.tokenizer.path}
+  } | {
+      'vocab_size': config.tokenizer.vocab_size,
+      'tokenizer': config.tokenizer.path,
+  }

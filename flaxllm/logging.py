@@ -37,7 +37,9 @@ class MetricsWriter:
     if not self.enabled:
       return
     values = {k: float(v) for k, v in metrics.items()}
-    self._jsonl.write(json.dumps({'step': step, 'split': split, **values}) + '\n')
+    self._jsonl.write(
+        json.dumps({'step': step, 'split': split, **values}) + '\n'
+    )
     self._jsonl.flush()
     if self._tb is not None:
       for name, value in values.items():
@@ -54,7 +56,9 @@ class MetricsWriter:
 class ProgressLine:
   """Prints `step a/b | x step/s | y tok/s | loss z | eta` at log intervals."""
 
-  def __init__(self, total_steps: int, first_step: int, *, enabled: bool = True):
+  def __init__(
+      self, total_steps: int, first_step: int, *, enabled: bool = True
+  ):
     self.total_steps = total_steps
     self.enabled = enabled
     self._last_step = first_step
@@ -67,7 +71,10 @@ class ProgressLine:
     now = time.perf_counter()
     steps = max(step - self._last_step, 1)
     elapsed = max(now - self._last_time, 1e-9)
-    rate = {'steps_per_sec': steps / elapsed, 'tokens_per_sec': tokens / elapsed}
+    rate = {
+        'steps_per_sec': steps / elapsed,
+        'tokens_per_sec': tokens / elapsed,
+    }
     self._last_step, self._last_time = step, now
     if self.enabled:
       overall = (step - self._start_step) / max(now - self._start_time, 1e-9)
@@ -85,7 +92,9 @@ class ProgressLine:
 class ProfileWindow:
   """Traces steps [start, stop) with jax.profiler into workdir/profile."""
 
-  def __init__(self, workdir: str, steps: tuple[int, int], *, enabled: bool = True):
+  def __init__(
+      self, workdir: str, steps: tuple[int, int], *, enabled: bool = True
+  ):
     self.start, self.stop = steps
     self.enabled = enabled and self.stop > self.start
     self.directory = os.path.join(workdir, 'profile')
@@ -100,4 +109,8 @@ class ProfileWindow:
     if self._active and step + 1 >= self.stop:
       jax.profiler.stop_trace()
       self._active = False
-      absl_logging.info('Profile of steps %s written to %s', (self.start, self.stop), self.directory)
+      absl_logging.info(
+          'Profile of steps %s written to %s',
+          (self.start, self.stop),
+          self.directory,
+      )

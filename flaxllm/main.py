@@ -24,10 +24,17 @@ from ml_collections import config_flags
 from flaxllm.errors import UserInputError
 
 _CONFIG = config_flags.DEFINE_config_file(
-    'config', None, 'Path to a config file, with an optional :variant.', lock_config=True
+    'config',
+    None,
+    'Path to a config file, with an optional :variant.',
+    lock_config=True,
 )
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Folder for checkpoints, logs, outputs.')
-_MODE = flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'predict'], 'What to run.')
+_WORKDIR = flags.DEFINE_string(
+    'workdir', None, 'Folder for checkpoints, logs, outputs.'
+)
+_MODE = flags.DEFINE_enum(
+    'mode', 'train', ['train', 'eval', 'predict'], 'What to run.'
+)
 _DISTRIBUTED = flags.DEFINE_enum(
     'distributed',
     'off',
@@ -35,9 +42,13 @@ _DISTRIBUTED = flags.DEFINE_enum(
     'auto: call jax.distributed.initialize() and let JAX detect the cluster.',
 )
 _COORDINATOR = flags.DEFINE_string(
-    'coordinator_address', None, 'host:port of process 0, for multi-process runs.'
+    'coordinator_address',
+    None,
+    'host:port of process 0, for multi-process runs.',
 )
-_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Processes in the job.')
+_NUM_PROCESSES = flags.DEFINE_integer(
+    'num_processes', None, 'Processes in the job.'
+)
 _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process, 0-based.')
 
 USAGE_EXIT_CODE = 2
@@ -108,7 +119,9 @@ def main(argv: list[str]) -> None:
   if not _WORKDIR.value:
     fail('--workdir is required, e.g. --workdir=/tmp/flaxllm_run')
   if not flags.FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)  # orbax's INFO lines drown the progress
+    logging.set_verbosity(
+        logging.WARNING
+    )  # orbax's INFO lines drown the progress
   config, workdir = _CONFIG.value, os.path.abspath(_WORKDIR.value)
   try:
     init_distributed()
@@ -118,7 +131,9 @@ def main(argv: list[str]) -> None:
     from flaxllm import train  # pylint: disable=g-import-not-at-top
 
     configuration.validate(
-        config, num_devices=jax.device_count(), num_processes=jax.process_count()
+        config,
+        num_devices=jax.device_count(),
+        num_processes=jax.process_count(),
     )
     if _MODE.value == 'train':
       results = train.train_and_evaluate(config, workdir)

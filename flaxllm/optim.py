@@ -31,7 +31,9 @@ def learning_rate_schedule(
   end = peak * config.end_lr_fraction
   decay_steps = max(total_steps - warmup, 1)
   if config.decay == 'cosine':
-    decay = optax.cosine_decay_schedule(peak, decay_steps, alpha=config.end_lr_fraction)
+    decay = optax.cosine_decay_schedule(
+        peak, decay_steps, alpha=config.end_lr_fraction
+    )
   elif config.decay == 'linear':
     decay = optax.linear_schedule(peak, end, decay_steps)
   elif config.decay == 'constant':

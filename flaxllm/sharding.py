@@ -21,23 +21,10 @@ from flaxllm.errors import UserInputError
 
 MESH_AXES = ('data', 'fsdp', 'tensor')
 
-# batch over data+fsdp, params' embed over fsdp (ZeRO-3 style), the wide
-# dims over tensor. Rules apply in order and a mesh axis is used at most once
-# per array, so an activation [batch, length, embed] keeps embed replicated
-# while a param [vocab, embed] shards embed over fsdp.
-DEFAULT_LOGICAL_AXIS_RULES = (
-    ('batch', ('data', 'fsdp')),
-    ('vocab', 'tensor'),
-    ('mlp', 'tensor'),
-    ('heads', 'tensor'),
-    ('embed', 'fsdp'),
-    ('kv', None),
-    ('length', None),
-    ('layers', None),
-)
 
-
-def resolve_mesh_shape(shape: Sequence[int], num_devices: int) -> tuple[int, ...]:
+def resolve_mesh_shape(
+    shape: Sequence[int], num_devices: int
+) -> tuple[int, ...]:
   """Fills the one `-1` entry of a mesh shape and checks it uses every device.
 
   Args:

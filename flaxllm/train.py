@@ -60,8 +60,12 @@ def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
     saved = ml_collections.ConfigDict(json.load(f))
   if 'model' not in saved or 'tokenizer' not in saved:
     return
-  before, now = configuration.model_shape(saved), configuration.model_shape(config)
-  changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+  before, now = configuration.model_shape(saved), configuration.model_shape(
+      config
+  )
+  changed = sorted(
+      k for k in before.keys() | now.keys() if before.get(k) != now.get(k)
+  )
   if changed:
     key = changed[0]
     raise UserInputError(
@@ -153,7 +157,9 @@ def shard_state(task, tx, config, mesh) -> ShardedState:
 # =============================================================================
 
 
-def make_train_step(task, tx, schedule, config, placement: ShardedState, batch_sharding):
+def make_train_step(
+    task, tx, schedule, config, placement: ShardedState, batch_sharding
+):
   """The jitted train step: (state, batch) -> (state, metrics), state donated.
 
   With `train.grad_accum_steps` = k the global batch is split into k
@@ -172,14 +178,18 @@ def make_train_step(task, tx, schedule, config, placement: ShardedState, batch_s
   def accumulated_grads(params, batch, rng):
     def split(x):  # [batch, ...] -> [accum, batch / accum, ...]
       x = x.reshape(x.shape[0] // accum, accum, *x.shape[1:]).swapaxes(0, 1)
-      return nn.with_logical_constraint(x, (None, 'batch') + (None,) * (x.ndim - 2))
+      return nn.with_logical_constraint(
+          x, (None, 'batch') + (None,) * (x.ndim - 2)
+      )
 
     micro = jax.tree.map(split, batch)
 
     def body(carry, inputs):
       grad_sum, metric_sum = carry
       index, microbatch = inputs
-      metrics, grads = microbatch_grads(params, microbatch, jax.random.fold_in(rng, index))
+      metrics, grads = microbatch_grads(
+          params, microbatch, jax.random.fold_in(rng, index)
+      )
       weight = metrics['denominator']
       grad_sum = jax.tree.map(lambda s, g: s + g * weight, grad_sum, grads)
       metric_sum = jax.tree.map(jnp.add, metric_sum, metrics)
@@ -188,7 +198,8 @@ def make_train_step(task, tx, schedule, config, placement: ShardedState, batch_s
     zeros = jax.tree.map(jnp.zeros_like, params)
     first = jax.tree.map(lambda x: x[0], micro)
     metric_zeros = jax.tree.map(
-        jnp.zeros_like, jax.eval_shape(lambda: microbatch_grads(params, first, rng)[0])
+        jnp.zeros_like,
+        jax.eval_shape(lambda: microbatch_grads(params, first, rng)[0]),
     )
     (grad_sum, metrics), _ = jax.lax.scan(
         body, (zeros, metric_zeros), (jnp.arange(accum), micro)
@@ -242,7 +253,11 @@ def summarize_train_metrics(history: list[dict]) -> dict[str, float]:
 def count_tokens(local_batch: dict[str, np.ndarray]) -> float:
   """Real (non-pad) tokens of a local batch, over all its *_mask arrays."""
   return float(
-      sum(v.sum() for k, v in local_batch.items() if k.endswith('_mask') and k != 'example_mask')
+      sum(
+          v.sum()
+          for k, v in local_batch.items()
+          if k.endswith('_mask') and k != 'example_mask'
+      )
   )
 
 
@@ -254,7 +269,9 @@ def count_tokens(local_batch: dict[str, np.ndarray]) -> float:
 class Evaluator:
   """Eval loss and generation metrics of one split, under the run's mesh."""
 
-  def __init__(self, task, data, config, placement: ShardedState, batch_sharding):
+  def __init__(
+      self, task, data, config, placement: ShardedState, batch_sharding
+  ):
     self.task, self.data, self.config = task, data, config
     self.batch_sharding = batch_sharding
     self.placement = placement
@@ -287,7 +304,9 @@ class Evaluator:
   def loss(self, params, split: str) -> dict[str, float]:
     """Token-level loss, accuracy and perplexity over a whole split."""
     totals = None
-    with jax.set_mesh(self.placement.mesh), nn.logical_axis_rules(self.placement.rules):
+    with jax.set_mesh(self.placement.mesh), nn.logical_axis_rules(
+        self.placement.rules
+    ):
       for batch in self._batches(split):
         sums = self._metrics_step(params, batch)
         totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
@@ -303,17 +322,25 @@ class Evaluator:
   def generate(self, params, split: str, max_examples: int = 0):
     """Greedy outputs of a split: (predictions, references, sources)."""
     predictions = []
-    with jax.set_mesh(self.placement.mesh), nn.logical_axis_rules(self.placement.rules):
+    with jax.set_mesh(self.placement.mesh), nn.logical_axis_rules(
+        self.placement.rules
+    ):
       for batch in self._batches(split, max_examples):
         ids, mask = jax.device_get(self._predict_step(params, batch))
         ids, mask = np.asarray(ids), np.asarray(mask) > 0
         predictions.extend(self.data.tokenizer.decode_batch(ids[mask].tolist()))
     examples = self.data.examples(split, max_examples)
-    return predictions, [e['tgt'] for e in examples], [e['src'] for e in examples]
+    return (
+        predictions,
+        [e['tgt'] for e in examples],
+        [e['src'] for e in examples],
+    )
 
   def run(self, params, split: str, max_examples: int = 0) -> tuple[dict, list]:
     metrics = self.loss(params, split)
-    predictions, references, sources = self.generate(params, split, max_examples)
+    predictions, references, sources = self.generate(
+        params, split, max_examples
+    )
     metrics.update(self.task.evaluate(predictions, references))
     samples = list(zip(sources, references, predictions))
     return metrics, samples
@@ -390,7 +417,9 @@ def setup(config: ml_collections.ConfigDict, workdir: str) -> Run:
   mesh = sharding.make_mesh(config.mesh.shape)
   tx, schedule = optim.make_optimizer(config.optimizer, config.train.steps)
   placement = shard_state(task, tx, config, mesh)
-  batch_sharding = sharding.logical_sharding(mesh, placement.rules, PartitionSpec('batch'))
+  batch_sharding = sharding.logical_sharding(
+      mesh, placement.rules, PartitionSpec('batch')
+  )
   if is_main:
     os.makedirs(workdir, exist_ok=True)
   checkpointer = checkpointing.Checkpointer(
@@ -399,7 +428,17 @@ def setup(config: ml_collections.ConfigDict, workdir: str) -> Run:
       every=config.checkpoint.every,
       async_save=config.checkpoint.async_save,
   )
-  return Run(config, workdir, task, data, placement, batch_sharding, checkpointer, tx, schedule)
+  return Run(
+      config,
+      workdir,
+      task,
+      data,
+      placement,
+      batch_sharding,
+      checkpointer,
+      tx,
+      schedule,
+  )
 
 
 def restore_or_init(run: Run):
@@ -420,7 +459,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   run = setup(config, workdir)
   is_main = jax.process_index() == 0
   if is_main:
-    write_json_atomically(os.path.join(workdir, 'config.json'), config.to_dict())
+    write_json_atomically(
+        os.path.join(workdir, 'config.json'), config.to_dict()
+    )
   state, data_state = restore_or_init(run)
   train_iter = run.data.train_iterator(
       global_batch_size=config.train.batch_size,
@@ -434,20 +475,29 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if step:
     logging.info('Resumed at step %d', step)
     if is_main:
-      print(f'Resuming from the checkpoint of step {step} in {workdir}', flush=True)
+      print(
+          f'Resuming from the checkpoint of step {step} in {workdir}',
+          flush=True,
+      )
 
   train_step = make_train_step(
       run.task, run.tx, run.schedule, config, run.placement, run.batch_sharding
   )
-  evaluator = Evaluator(run.task, run.data, config, run.placement, run.batch_sharding)
+  evaluator = Evaluator(
+      run.task, run.data, config, run.placement, run.batch_sharding
+  )
   writer = run_logging.MetricsWriter(workdir, enabled=is_main)
   progress = run_logging.ProgressLine(config.train.steps, step, enabled=is_main)
-  profile = run_logging.ProfileWindow(workdir, tuple(config.profile.steps), enabled=is_main)
+  profile = run_logging.ProfileWindow(
+      workdir, tuple(config.profile.steps), enabled=is_main
+  )
   preemption = PreemptionWatch()
   history, tokens = [], 0.0
   multi_process = jax.process_count() > 1
   try:
-    with jax.set_mesh(run.placement.mesh), nn.logical_axis_rules(run.placement.rules):
+    with jax.set_mesh(run.placement.mesh), nn.logical_axis_rules(
+        run.placement.rules
+    ):
       last_step = config.train.steps
       if config.train.stop_at_step:
         last_step = min(config.train.stop_at_step, last_step)
@@ -455,15 +505,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         profile.before_step(step)
         local = next(train_iter)
         tokens += count_tokens(local) * jax.process_count()
-        state, metrics = train_step(state, sharding.global_batch(local, run.batch_sharding))
+        state, metrics = train_step(
+            state, sharding.global_batch(local, run.batch_sharding)
+        )
         history.append(metrics)
         profile.after_step(step)
         step += 1
         run.checkpointer.save(step, state, train_iter.get_state())
-        at_log = step % config.train.log_every == 0 or step == config.train.steps
+        at_log = (
+            step % config.train.log_every == 0 or step == config.train.steps
+        )
         if at_log:
           summary = summarize_train_metrics(history)
-          summary.update(progress.update(step, tokens, {'loss': summary['loss']}))
+          summary.update(
+              progress.update(step, tokens, {'loss': summary['loss']})
+          )
           writer.write(step, 'train', summary)
           history, tokens = [], 0.0
         # One host sync per log interval in multi-process runs; none otherwise.
@@ -473,14 +529,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
           if is_main:
             print(f'Preempted: saved the checkpoint of step {step}', flush=True)
           return {'preempted': step}
-        if config.train.eval_every and step % config.train.eval_every == 0 and step < config.train.steps:
+        if (
+            config.train.eval_every
+            and step % config.train.eval_every == 0
+            and step < config.train.steps
+        ):
           metrics_eval = evaluator.loss(eval_params(state), 'eval')
           writer.write(step, 'eval', metrics_eval)
     run.checkpointer.save(step, state, train_iter.get_state(), force=True)
     run.checkpointer.wait()
     if step < config.train.steps:
       if is_main:
-        print(f'Stopped at step {step} (train.stop_at_step); resume with the same workdir', flush=True)
+        print(
+            f'Stopped at step {step} (train.stop_at_step); resume with the same'
+            ' workdir',
+            flush=True,
+        )
       return {'stopped': step}
     results = evaluate_splits(run, evaluator, state, writer, step)
   finally:
@@ -495,7 +559,9 @@ def eval_params(state: TrainState):
   return state.ema_params if state.ema_params is not None else state.params
 
 
-def evaluate_splits(run: Run, evaluator: Evaluator, state: TrainState, writer, step: int) -> dict:
+def evaluate_splits(
+    run: Run, evaluator: Evaluator, state: TrainState, writer, step: int
+) -> dict:
   """Eval and test metrics (loss + generation), printed with sample outputs."""
   results = {}
   for split in ('eval', 'test'):
@@ -519,46 +585,62 @@ def evaluate_splits(run: Run, evaluator: Evaluator, state: TrainState, writer, s
 # =============================================================================
 
 
-def _restore_latest(run: Run) -> TrainState:
+def _restore_for_inference(
+    config, workdir
+) -> tuple[Run, TrainState, Evaluator]:
+  """The latest checkpoint of a trained workdir, with an evaluator on its mesh."""
+  missing = UserInputError(
+      f'workdir {workdir} has no checkpoint to evaluate; train first with'
+      ' --mode=train or point --workdir at a trained run'
+  )
+  if not os.path.isdir(os.path.join(workdir, 'checkpoints')):
+    raise missing  # before setup(), which would create the folder
+  run = setup(config, workdir)
   latest = run.checkpointer.latest_step()
   if latest is None:
-    raise UserInputError(
-        f'workdir {run.workdir} has no checkpoint to evaluate; train first'
-        ' with --mode=train or point --workdir at a trained run'
-    )
+    run.checkpointer.close()
+    raise missing
   state, _ = run.checkpointer.restore(latest, run.placement.abstract)
-  return state
+  evaluator = Evaluator(
+      run.task, run.data, config, run.placement, run.batch_sharding
+  )
+  return run, state, evaluator
 
 
 def evaluate_only(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """--mode=eval: metrics of the latest checkpoint on the eval and test splits."""
-  run = setup(config, workdir)
+  run, state, evaluator = _restore_for_inference(config, workdir)
+  writer = run_logging.MetricsWriter(workdir, enabled=jax.process_index() == 0)
   try:
-    state = _restore_latest(run)
-    evaluator = Evaluator(run.task, run.data, config, run.placement, run.batch_sharding)
-    writer = run_logging.MetricsWriter(workdir, enabled=jax.process_index() == 0)
-    results = evaluate_splits(run, evaluator, state, writer, int(jax.device_get(state.step)))
-    writer.close()
+    step = int(jax.device_get(state.step))
+    return evaluate_splits(run, evaluator, state, writer, step)
   finally:
+    writer.close()
     run.checkpointer.close()
-  return results
 
 
 def predict_only(config: ml_collections.ConfigDict, workdir: str) -> str:
   """--mode=predict: decodes `predict.split` to workdir/predictions.jsonl."""
-  run = setup(config, workdir)
+  run, state, evaluator = _restore_for_inference(config, workdir)
   try:
-    state = _restore_latest(run)
-    evaluator = Evaluator(run.task, run.data, config, run.placement, run.batch_sharding)
-    predictions, references, sources = evaluator.generate(eval_params(state), config.predict.split)
+    predictions, references, sources = evaluator.generate(
+        eval_params(state), config.predict.split
+    )
   finally:
     run.checkpointer.close()
   path = os.path.join(workdir, 'predictions.jsonl')
   if jax.process_index() == 0:
     tmp = f'{path}.tmp-{os.getpid()}'
     with open(tmp, 'w') as f:
-      for source, reference, prediction in zip(sources, references, predictions):
-        f.write(json.dumps({'src': source, 'tgt': reference, 'prediction': prediction}) + '\n')
+      for source, reference, prediction in zip(
+          sources, references, predictions
+      ):
+        f.write(
+            json.dumps(
+                {'src': source, 'tgt': reference, 'prediction': prediction}
+            )
+            + '\n'
+        )
     os.replace(tmp, path)
     print(f'Wrote {len(predictions)} predictions to {path}', flush=True)
   return path

@@ -18,7 +18,9 @@ def snapshot(directory: str) -> dict[str, str]:
     for name in files:
       path = os.path.join(root, name)
       with open(path, 'rb') as f:
-        digests[os.path.relpath(path, directory)] = hashlib.sha256(f.read()).hexdigest()
+        digests[os.path.relpath(path, directory)] = hashlib.sha256(
+            f.read()
+        ).hexdigest()
   return digests
 
 
@@ -45,7 +47,9 @@ class BadInputTest(parameterized.TestCase):
     cls.corrupt, cls.empty = corrupt, empty
     # An existing, trained workdir that no bad run may alter.
     cls.workdir = os.path.join(cls.tmp, 'trained')
-    result = run_helpers.run_cli([f'--config={cls.config}', f'--workdir={cls.workdir}'])
+    result = run_helpers.run_cli(
+        [f'--config={cls.config}', f'--workdir={cls.workdir}']
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     cls.before = snapshot(cls.workdir)
 
@@ -68,19 +72,27 @@ class BadInputTest(parameterized.TestCase):
     self.assert_one_line_error(['--config.model.d_modle=64'], 'd_modle')
 
   def test_mesh_that_does_not_divide_the_devices(self):
-    self.assert_one_line_error(['--config.mesh.shape=(3,3,1)'], r'mesh\.shape', '9 devices', '8')
+    self.assert_one_line_error(
+        ['--config.mesh.shape=(3,3,1)'], r'mesh\.shape', '9 devices', '8'
+    )
 
   def test_batch_not_divisible_by_the_data_axes(self):
-    self.assert_one_line_error(['--config.train.batch_size=12'], r'batch_size=12', 'divisible')
+    self.assert_one_line_error(
+        ['--config.train.batch_size=12'], r'batch_size=12', 'divisible'
+    )
 
   def test_missing_data_file(self):
     self.assert_one_line_error(
-        ['--config.data.train=/no/such/train.jsonl'], '/no/such/train.jsonl', 'does not exist'
+        ['--config.data.train=/no/such/train.jsonl'],
+        '/no/such/train.jsonl',
+        'does not exist',
     )
 
   def test_corrupt_jsonl_line(self):
     self.assert_one_line_error(
-        [f'--config.data.train={self.corrupt}'], r'corrupt\.jsonl:7', 'on_bad_record'
+        [f'--config.data.train={self.corrupt}'],
+        r'corrupt\.jsonl:7',
+        'on_bad_record',
     )
 
   def test_empty_target(self):
@@ -89,7 +101,9 @@ class BadInputTest(parameterized.TestCase):
     )
 
   def test_other_model_shape_in_a_trained_workdir(self):
-    self.assert_one_line_error(['--config.model.d_model=64'], 'd_model', 'new --workdir')
+    self.assert_one_line_error(
+        ['--config.model.d_model=64'], 'd_model', 'new --workdir'
+    )
 
   def test_corrupt_line_is_skipped_when_asked(self):
     result = run_helpers.run_cli([

@@ -21,7 +21,9 @@ CONFIG_FILES = sorted(
 
 
 def load_config_module(path: str):
-  spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+  spec = importlib.util.spec_from_file_location(
+      os.path.basename(path)[:-3], path
+  )
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
@@ -32,7 +34,9 @@ class ConfigsTest(parameterized.TestCase):
   def test_there_are_configs(self):
     self.assertNotEmpty(CONFIG_FILES)
 
-  @parameterized.named_parameters((os.path.basename(p)[:-3], p) for p in CONFIG_FILES)
+  @parameterized.named_parameters(
+      (os.path.basename(p)[:-3], p) for p in CONFIG_FILES
+  )
   def test_config_validates_and_runs_one_step(self, path):
     module = load_config_module(path)
     self.assertIn('python -m flaxllm.main', module.__doc__)

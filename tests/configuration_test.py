@@ -21,7 +21,9 @@ class ValidateTest(parameterized.TestCase):
     config = self.config()
     config.train.unlock()
     config.train.stepz = 3
-    with self.assertRaisesRegex(UserInputError, r"'train\.stepz' is unknown.*'steps'"):
+    with self.assertRaisesRegex(
+        UserInputError, r"'train\.stepz' is unknown.*'steps'"
+    ):
       configuration.validate(config, num_devices=8)
 
   def test_wrong_type(self):
@@ -29,7 +31,9 @@ class ValidateTest(parameterized.TestCase):
     config.train.unlock()
     del config.train['steps']
     config.train.steps = 'many'
-    with self.assertRaisesRegex(UserInputError, r"'train\.steps' is 'many' \(str\)"):
+    with self.assertRaisesRegex(
+        UserInputError, r"'train\.steps' is 'many' \(str\)"
+    ):
       configuration.validate(config, num_devices=8)
 
   @parameterized.parameters(
@@ -66,7 +70,9 @@ class ValidateTest(parameterized.TestCase):
 class ParseArgTest(absltest.TestCase):
 
   def test_words_and_pairs(self):
-    arg = common.parse_arg('runlocal,size=base', runlocal=False, size='small', steps=10)
+    arg = common.parse_arg(
+        'runlocal,size=base', runlocal=False, size='small', steps=10
+    )
     self.assertTrue(arg.runlocal)
     self.assertEqual(arg.size, 'base')
     self.assertEqual(arg.steps, 10)

@@ -26,7 +26,7 @@ class MultiProcessTest(absltest.TestCase):
     config_path = run_helpers.write_config_file(
         os.path.join(tmp, 'tiny_config.py'), data, train__steps=3
     )
-    mesh = "--config.mesh.shape=(2,4,1)"
+    mesh = '--config.mesh.shape=(2,4,1)'
 
     single = os.path.join(tmp, 'single')
     result = run_helpers.run_cli(
@@ -45,10 +45,15 @@ class MultiProcessTest(absltest.TestCase):
     processes = [
         subprocess.Popen(
             [
-                sys.executable, '-m', 'flaxllm.main',
-                f'--config={config_path}', f'--workdir={multi}', mesh,
+                sys.executable,
+                '-m',
+                'flaxllm.main',
+                f'--config={config_path}',
+                f'--workdir={multi}',
+                mesh,
                 f'--coordinator_address=localhost:{port}',
-                '--num_processes=2', f'--process_id={index}',
+                '--num_processes=2',
+                f'--process_id={index}',
             ],
             cwd=run_helpers.ROOT,
             env=env,
@@ -66,7 +71,10 @@ class MultiProcessTest(absltest.TestCase):
     got = run_helpers.train_losses(multi)
     self.assertEqual(sorted(got), [1, 2, 3])
     np.testing.assert_allclose(
-        [got[s] for s in (1, 2, 3)], [want[s] for s in (1, 2, 3)], rtol=0, atol=1e-5
+        [got[s] for s in (1, 2, 3)],
+        [want[s] for s in (1, 2, 3)],
+        rtol=0,
+        atol=1e-5,
     )
     # Only process 0 prints the progress line.
     self.assertIn('step 3/3', outputs[0][0])

@@ -31,7 +31,13 @@ class ScheduleTest(parameterized.TestCase):
 
   def test_end_fraction(self):
     schedule = optim.learning_rate_schedule(
-        optimizer_config(learning_rate=2.0, warmup_steps=0, decay='linear', end_lr_fraction=0.1), 100
+        optimizer_config(
+            learning_rate=2.0,
+            warmup_steps=0,
+            decay='linear',
+            end_lr_fraction=0.1,
+        ),
+        100,
     )
     self.assertAlmostEqual(float(schedule(100)), 0.2, places=6)
 
@@ -45,21 +51,41 @@ class ScheduleTest(parameterized.TestCase):
 class WeightDecayTest(absltest.TestCase):
 
   def test_decay_reaches_matrices_only(self):
-    params = {'kernel': jnp.ones((3, 3)), 'bias': jnp.ones(3), 'scale': jnp.ones(3)}
+    params = {
+        'kernel': jnp.ones((3, 3)),
+        'bias': jnp.ones(3),
+        'scale': jnp.ones(3),
+    }
     tx, _ = optim.make_optimizer(
-        optimizer_config(learning_rate=0.1, warmup_steps=0, decay='constant',
-                         weight_decay=0.5, grad_clip_norm=0.0), 10
+        optimizer_config(
+            learning_rate=0.1,
+            warmup_steps=0,
+            decay='constant',
+            weight_decay=0.5,
+            grad_clip_norm=0.0,
+        ),
+        10,
     )
     zero_grads = {k: jnp.zeros_like(v) for k, v in params.items()}
     updates, _ = tx.update(zero_grads, tx.init(params), params)
-    np.testing.assert_allclose(updates['kernel'], -0.05 * np.ones((3, 3)), rtol=1e-6)
+    np.testing.assert_allclose(
+        updates['kernel'], -0.05 * np.ones((3, 3)), rtol=1e-6
+    )
     np.testing.assert_array_equal(updates['bias'], np.zeros(3))
     np.testing.assert_array_equal(updates['scale'], np.zeros(3))
 
   def test_clipping_bounds_the_update_norm(self):
     tx, _ = optim.make_optimizer(
-        optimizer_config(name='sgd', learning_rate=1.0, warmup_steps=0, decay='constant',
-                         weight_decay=0.0, grad_clip_norm=1.0, b1=0.0), 10
+        optimizer_config(
+            name='sgd',
+            learning_rate=1.0,
+            warmup_steps=0,
+            decay='constant',
+            weight_decay=0.0,
+            grad_clip_norm=1.0,
+            b1=0.0,
+        ),
+        10,
     )
     params = {'w': jnp.zeros(4)}
     updates, _ = tx.update({'w': jnp.full(4, 10.0)}, tx.init(params), params)

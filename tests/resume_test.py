@@ -42,7 +42,9 @@ class ResumeTest(absltest.TestCase):
 
   def test_stop_and_resume_equals_straight_run(self):
     workdir = os.path.join(self.tmp, 'resumed')
-    config = run_helpers.tiny_config(self.data, train__steps=6, train__stop_at_step=3)
+    config = run_helpers.tiny_config(
+        self.data, train__steps=6, train__stop_at_step=3
+    )
     config.mesh.shape = (2, 4, 1)
     self.assertEqual(train.train_and_evaluate(config, workdir), {'stopped': 3})
     config.train.stop_at_step = 0
@@ -55,7 +57,9 @@ class ResumeTest(absltest.TestCase):
       np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
     losses = run_helpers.train_losses(workdir)
     for step in (4, 5, 6):  # same batches after the resume, so the same losses
-      self.assertAlmostEqual(losses[step], self.straight_losses[step], delta=1e-6)
+      self.assertAlmostEqual(
+          losses[step], self.straight_losses[step], delta=1e-6
+      )
 
   def test_elastic_resume_on_four_devices_with_another_mesh(self):
     config_path = run_helpers.write_config_file(
@@ -63,20 +67,30 @@ class ResumeTest(absltest.TestCase):
     )
     workdir = os.path.join(self.tmp, 'elastic')
     first = run_helpers.run_cli(
-        [f'--config={config_path}', f'--workdir={workdir}',
-         '--config.mesh.shape=(2,4,1)', '--config.train.stop_at_step=3'],
+        [
+            f'--config={config_path}',
+            f'--workdir={workdir}',
+            '--config.mesh.shape=(2,4,1)',
+            '--config.train.stop_at_step=3',
+        ],
         devices=8,
     )
     self.assertEqual(first.returncode, 0, first.stderr[-3000:])
     second = run_helpers.run_cli(
-        [f'--config={config_path}', f'--workdir={workdir}', '--config.mesh.shape=(1,2,2)'],
+        [
+            f'--config={config_path}',
+            f'--workdir={workdir}',
+            '--config.mesh.shape=(1,2,2)',
+        ],
         devices=4,
     )
     self.assertEqual(second.returncode, 0, second.stderr[-3000:])
     self.assertIn('Resuming from the checkpoint of step 3', second.stdout)
     losses = run_helpers.train_losses(workdir)
     for step in (4, 5, 6):
-      self.assertAlmostEqual(losses[step], self.straight_losses[step], delta=1e-5)
+      self.assertAlmostEqual(
+          losses[step], self.straight_losses[step], delta=1e-5
+      )
 
   def test_sigterm_saves_the_last_step_and_resumes_from_it(self):
     config_path = run_helpers.write_config_file(
@@ -86,33 +100,61 @@ class ResumeTest(absltest.TestCase):
         checkpoint__every=0,
     )
     workdir = os.path.join(self.tmp, 'preempted')
-    env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1',
-               JAX_PLATFORMS='cpu', PYTHONUNBUFFERED='1')
+    env = dict(
+        os.environ,
+        XLA_FLAGS='--xla_force_host_platform_device_count=1',
+        JAX_PLATFORMS='cpu',
+        PYTHONUNBUFFERED='1',
+    )
     process = subprocess.Popen(
-        [sys.executable, '-m', 'flaxllm.main', f'--config={config_path}', f'--workdir={workdir}'],
-        cwd=run_helpers.ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            '-m',
+            'flaxllm.main',
+            f'--config={config_path}',
+            f'--workdir={workdir}',
+        ],
+        cwd=run_helpers.ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     metrics = os.path.join(workdir, 'metrics.jsonl')
     deadline = time.time() + 240
     while time.time() < deadline:
-      if os.path.exists(metrics) and len(run_helpers.train_losses(workdir)) >= 5:
+      if (
+          os.path.exists(metrics)
+          and len(run_helpers.train_losses(workdir)) >= 5
+      ):
         break
       self.assertIsNone(process.poll(), 'the run ended before it was signalled')
       time.sleep(0.2)
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=120)
     self.assertEqual(process.returncode, train.PREEMPTED_EXIT_CODE, err[-3000:])
-    saved = int(re.search(r'Preempted: saved the checkpoint of step (\d+)', out).group(1))
+    saved = int(
+        re.search(r'Preempted: saved the checkpoint of step (\d+)', out).group(
+            1
+        )
+    )
     self.assertGreaterEqual(saved, max(run_helpers.train_losses(workdir)))
-    self.assertEqual(sorted(os.listdir(os.path.join(workdir, 'checkpoints'))), [str(saved)])
+    self.assertEqual(
+        sorted(os.listdir(os.path.join(workdir, 'checkpoints'))), [str(saved)]
+    )
 
     resumed = run_helpers.run_cli(
-        [f'--config={config_path}', f'--workdir={workdir}',
-         f'--config.train.stop_at_step={saved + 2}'],
+        [
+            f'--config={config_path}',
+            f'--workdir={workdir}',
+            f'--config.train.stop_at_step={saved + 2}',
+        ],
         devices=1,
     )
     self.assertEqual(resumed.returncode, 0, resumed.stderr[-3000:])
-    self.assertIn(f'Resuming from the checkpoint of step {saved}', resumed.stdout)
+    self.assertIn(
+        f'Resuming from the checkpoint of step {saved}', resumed.stdout
+    )
     self.assertIn(f'Stopped at step {saved + 2}', resumed.stdout)
 
 
@@ -140,20 +182,31 @@ class FailedAsyncSaveTest(absltest.TestCase):
       futures = await original(self, *args, **kwargs)
       return list(futures or []) + [_FailingWrite()]
 
-    with mock.patch.object(ocp.PyTreeCheckpointHandler, 'async_save', failing_async_save):
+    with mock.patch.object(
+        ocp.PyTreeCheckpointHandler, 'async_save', failing_async_save
+    ):
       checkpointer.save(2, state, {'epoch': 0})
-      with self.assertRaisesRegex(checkpointing.CheckpointError, 'step 2 .* failed to save'):
+      with self.assertRaisesRegex(
+          checkpointing.CheckpointError, 'step 2 .* failed to save'
+      ):
         checkpointer.wait()
       # Without waiting: the next step boundary's check() raises it.
       checkpointer.save(3, state, {'epoch': 0})
-      with self.assertRaisesRegex(checkpointing.CheckpointError, 'step 3 .* failed to save'):
+      with self.assertRaisesRegex(
+          checkpointing.CheckpointError, 'step 3 .* failed to save'
+      ):
         deadline = time.time() + 30
         while time.time() < deadline:
           checkpointer.check()
           time.sleep(0.05)
     # The earlier checkpoint is intact and restorable.
     restored, data_state = checkpointer.restore(
-        1, {'w': jax.ShapeDtypeStruct((8,), jnp.float32, sharding=state['w'].sharding)}
+        1,
+        {
+            'w': jax.ShapeDtypeStruct(
+                (8,), jnp.float32, sharding=state['w'].sharding
+            )
+        },
     )
     np.testing.assert_array_equal(restored['w'], state['w'])
     self.assertEqual(data_state, {'epoch': 0})

@@ -21,15 +21,24 @@ def write_sort_dataset(path: str, count: int, seed: int) -> str:
   with open(path, 'w') as f:
     for _ in range(count):
       words = rng.sample(WORDS, rng.randint(2, 5))
-      f.write(json.dumps({'src': ' '.join(words), 'tgt': ' '.join(sorted(words))}) + '\n')
+      f.write(
+          json.dumps({'src': ' '.join(words), 'tgt': ' '.join(sorted(words))})
+          + '\n'
+      )
   return path
 
 
 def make_data_dir(directory: str) -> dict[str, str]:
   os.makedirs(directory, exist_ok=True)
   return {
-      split: write_sort_dataset(os.path.join(directory, f'{split}.jsonl'), count, seed)
-      for split, count, seed in (('train', 256, 0), ('eval', 32, 1), ('test', 32, 2))
+      split: write_sort_dataset(
+          os.path.join(directory, f'{split}.jsonl'), count, seed
+      )
+      for split, count, seed in (
+          ('train', 256, 0),
+          ('eval', 32, 1),
+          ('test', 32, 2),
+      )
   }
 
 
@@ -45,7 +54,11 @@ def tiny_config(data: dict[str, str], **train) -> ml_collections.ConfigDict:
   config.model.decoder_layers = 1
   config.model.max_positions = 32
   config.model.dropout_rate = 0.0
-  config.data.train, config.data.eval, config.data.test = data['train'], data['eval'], data['test']
+  config.data.train, config.data.eval, config.data.test = (
+      data['train'],
+      data['eval'],
+      data['test'],
+  )
   config.data.max_source_length = 16
   config.data.max_target_length = 12
   config.data.bucket_boundaries = ()
@@ -78,7 +91,9 @@ def write_config_file(path: str, data: dict[str, str], **train) -> str:
   return path
 
 
-def run_cli(args: list[str], *, devices: int = 8, timeout: float = 300, env=None) -> subprocess.CompletedProcess:
+def run_cli(
+    args: list[str], *, devices: int = 8, timeout: float = 300, env=None
+) -> subprocess.CompletedProcess:
   """Runs `python -m flaxllm.main ARGS` on `devices` fake CPU devices."""
   full_env = dict(os.environ)
   full_env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={devices}'

@@ -39,7 +39,9 @@ class MeshShapeTest(parameterized.TestCase):
   def test_mesh_axes_are_auto(self):
     mesh = sharding.make_mesh((2, 4, 1))
     self.assertEqual(mesh.axis_names, ('data', 'fsdp', 'tensor'))
-    self.assertTrue(all(t == jax.sharding.AxisType.Auto for t in mesh.axis_types))
+    self.assertTrue(
+        all(t == jax.sharding.AxisType.Auto for t in mesh.axis_types)
+    )
 
 
 class ShardedTrainingTest(absltest.TestCase):
@@ -56,12 +58,19 @@ class ShardedTrainingTest(absltest.TestCase):
     run = train.setup(config, os.path.join(self.tmp, 'split'))
     state = run.placement.init(jax.random.PRNGKey(0))
     embedding = state.params['shared']['embedding']
-    self.assertEqual(embedding.sharding.spec, jax.sharding.PartitionSpec(None, 'fsdp'))
+    # vocab -> tensor (size 1 here), embed -> fsdp.
+    self.assertEqual(
+        embedding.sharding.spec, jax.sharding.PartitionSpec('tensor', 'fsdp')
+    )
     vocab, embed = embedding.shape
-    self.assertEqual(embedding.addressable_shards[0].data.shape, (vocab, embed // 4))
+    self.assertEqual(
+        embedding.addressable_shards[0].data.shape, (vocab, embed // 4)
+    )
     # Adam moments follow their params; the step counter is replicated.
     adam = state.opt_state[1][0]
-    self.assertEqual(adam.mu['shared']['embedding'].sharding.spec, embedding.sharding.spec)
+    self.assertEqual(
+        adam.mu['shared']['embedding'].sharding.spec, embedding.sharding.spec
+    )
     self.assertTrue(state.step.sharding.is_fully_replicated)
     split = [
         leaf
@@ -88,7 +97,10 @@ class ShardedTrainingTest(absltest.TestCase):
     eight = run_helpers.train_losses(workdir_eight)
     self.assertEqual(sorted(one), [1, 2, 3])
     np.testing.assert_allclose(
-        [eight[s] for s in (1, 2, 3)], [one[s] for s in (1, 2, 3)], rtol=0, atol=1e-5
+        [eight[s] for s in (1, 2, 3)],
+        [one[s] for s in (1, 2, 3)],
+        rtol=0,
+        atol=1e-5,
     )
     self.assertNotEqual(one[1], one[3])  # it trained
 

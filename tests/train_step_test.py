@@ -28,9 +28,14 @@ class TrainStepTest(absltest.TestCase):
     cls.data = run_helpers.make_data_dir(os.path.join(cls.tmp, 'data'))
 
   def test_grad_accumulation_equals_the_full_batch(self):
-    full = run_helpers.tiny_config(self.data, train__steps=3, train__batch_size=16)
+    full = run_helpers.tiny_config(
+        self.data, train__steps=3, train__batch_size=16
+    )
     accumulated = run_helpers.tiny_config(
-        self.data, train__steps=3, train__batch_size=16, train__grad_accum_steps=2
+        self.data,
+        train__steps=3,
+        train__batch_size=16,
+        train__grad_accum_steps=2,
     )
     accumulated.mesh.shape = (2, 4, 1)  # microbatches of 8 over 8 batch shards
     want = params_after(full, os.path.join(self.tmp, 'full'))
@@ -38,17 +43,25 @@ class TrainStepTest(absltest.TestCase):
     for a, b in zip(jax.tree.leaves(got.params), jax.tree.leaves(want.params)):
       np.testing.assert_allclose(a, b, rtol=0, atol=2e-6)
     losses_full = run_helpers.train_losses(os.path.join(self.tmp, 'full'))
-    losses_accumulated = run_helpers.train_losses(os.path.join(self.tmp, 'accumulated'))
+    losses_accumulated = run_helpers.train_losses(
+        os.path.join(self.tmp, 'accumulated')
+    )
     for step in (1, 2, 3):
-      self.assertAlmostEqual(losses_full[step], losses_accumulated[step], delta=1e-5)
+      self.assertAlmostEqual(
+          losses_full[step], losses_accumulated[step], delta=1e-5
+      )
 
   def test_ema_is_kept_and_lags_the_params(self):
-    config = run_helpers.tiny_config(self.data, train__steps=3, optimizer__ema_decay=0.5)
+    config = run_helpers.tiny_config(
+        self.data, train__steps=3, optimizer__ema_decay=0.5
+    )
     state = params_after(config, os.path.join(self.tmp, 'ema'))
     self.assertIsNotNone(state.ema_params)
     differences = [
         float(np.abs(e - p).max())
-        for e, p in zip(jax.tree.leaves(state.ema_params), jax.tree.leaves(state.params))
+        for e, p in zip(
+            jax.tree.leaves(state.ema_params), jax.tree.leaves(state.params)
+        )
     ]
     self.assertGreater(max(differences), 0.0)
 

@@ -32,7 +32,11 @@ class Seq2SeqData:
 
   @classmethod
   def from_config(
-      cls, config: ml_collections.ConfigDict, workdir: str | None, *, save_tokenizer: bool = True
+      cls,
+      config: ml_collections.ConfigDict,
+      workdir: str | None,
+      *,
+      save_tokenizer: bool = True,
   ) -> 'Seq2SeqData':
     """Loads, tokenizes and checks every configured split.
 
@@ -91,7 +95,12 @@ class Seq2SeqData:
     return examples[:max_examples] if max_examples else examples
 
   def train_iterator(
-      self, *, global_batch_size: int, seed: int, process_index: int, process_count: int
+      self,
+      *,
+      global_batch_size: int,
+      seed: int,
+      process_index: int,
+      process_count: int,
   ) -> iterator_lib.BatchIterator:
     """Infinite, shuffled, resumable batches of the train split."""
     return iterator_lib.BatchIterator(

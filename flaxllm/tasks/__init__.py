@@ -40,11 +40,19 @@ def check_task_config(config: ml_collections.ConfigDict) -> None:
     if isinstance(default, (int, float)) and not isinstance(default, bool):
       value = config.task[key]
       if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise UserInputError(f'config key task.{key} must be a number, got {value!r}')
+        raise UserInputError(
+            f'config key task.{key} must be a number, got {value!r}'
+        )
   module.check_config(config)
 
 
-def build(config: ml_collections.ConfigDict, workdir: str, *, process_index: int, process_count: int):
+def build(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    *,
+    process_index: int,
+    process_count: int,
+):
   """Builds (task, data bundle) for config.task.name."""
   return _module(config.task.name).build(
       config, workdir, process_index=process_index, process_count=process_count

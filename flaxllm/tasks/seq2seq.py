@@ -288,7 +288,9 @@ def task_defaults() -> ml_collections.ConfigDict:
 def check_config(config: ml_collections.ConfigDict) -> None:
   """Validates config.task and config.model without building anything."""
   if not 0.0 <= config.task.get('label_smoothing', 0.0) < 1.0:
-    raise errors.UserInputError('config key task.label_smoothing must be in [0, 1)')
+    raise errors.UserInputError(
+        'config key task.label_smoothing must be in [0, 1)'
+    )
   family = config.model.get('family')
   if family != 'encoder_decoder':
     raise errors.UserInputError(
