@@ -14,9 +14,9 @@ PAD, EOS = 0, 1
 NEXT_TOKEN = jnp.array([0, 1, 3, 4, 1, 5])
 
 
-def _table_tokens_to_logits(ids, step_count):
-  """A 'model' that deterministically follows NEXT_TOKEN; counts its calls."""
-  logits = 10.0 * jax.nn.one_hot(NEXT_TOKEN[ids[:, 0]], len(NEXT_TOKEN))
+def _table_tokens_to_logits(next_token, ids, step_count):
+  """A 'model' whose params are a transition table; counts its calls."""
+  logits = 10.0 * jax.nn.one_hot(next_token[ids[:, 0]], len(next_token))
   return logits, step_count + 1
 
 
@@ -26,6 +26,7 @@ class GreedyDecodeTest(absltest.TestCase):
     decode = jax.jit(
         lambda start_ids: greedy.greedy_decode(
             _table_tokens_to_logits,
+            NEXT_TOKEN,
             jnp.zeros((), jnp.int32),
             start_ids,
             max_length=5,
@@ -47,13 +48,14 @@ class GreedyDecodeTest(absltest.TestCase):
   def test_stops_early_once_every_row_has_emitted_eos(self):
     model_calls = []
 
-    def counting_tokens_to_logits(ids, cache):
+    def counting_tokens_to_logits(params, ids, cache):
       jax.debug.callback(lambda: model_calls.append(1))
-      return _table_tokens_to_logits(ids, cache)
+      return _table_tokens_to_logits(params, ids, cache)
 
     output = jax.jit(
         lambda start_ids: greedy.greedy_decode(
             counting_tokens_to_logits,
+            NEXT_TOKEN,
             jnp.zeros((), jnp.int32),
             start_ids,
             max_length=8,

@@ -166,7 +166,20 @@ class _FailingWrite:
     raise OSError('No space left on device (injected)')
 
 
-class FailedAsyncSaveTest(absltest.TestCase):
+class CheckpointerTest(absltest.TestCase):
+
+  def test_keeps_the_newest_k_and_saves_on_the_period(self):
+    directory = os.path.join(tempfile.mkdtemp(), 'checkpoints')
+    checkpointer = checkpointing.Checkpointer(directory, keep=2, every=2)
+    state = {'w': jnp.arange(4.0)}
+    started = [
+        checkpointer.save(step, state, {'step': step}) for step in range(1, 7)
+    ]
+    self.assertEqual(started, [False, True, False, True, False, True])
+    self.assertTrue(checkpointer.save(7, state, {'step': 7}, force=True))
+    checkpointer.wait()
+    self.assertEqual(checkpointer.all_steps(), [6, 7])
+    checkpointer.close()
 
   def test_failed_async_save_is_raised_not_skipped(self):
     directory = os.path.join(tempfile.mkdtemp(), 'checkpoints')

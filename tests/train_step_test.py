@@ -65,6 +65,24 @@ class TrainStepTest(absltest.TestCase):
     ]
     self.assertGreater(max(differences), 0.0)
 
+  def test_profile_window_and_tensorboard_are_written(self):
+    workdir = os.path.join(self.tmp, 'profiled')
+    config = run_helpers.tiny_config(self.data, train__steps=3)
+    config.profile.steps = (1, 2)
+    train.train_and_evaluate(config, workdir)
+    traces = [
+        name
+        for _, _, files in os.walk(os.path.join(workdir, 'profile'))
+        for name in files
+    ]
+    self.assertTrue(
+        any('trace' in name or name.endswith('.pb') for name in traces), traces
+    )
+    events = os.listdir(os.path.join(workdir, 'tensorboard'))
+    self.assertTrue(
+        any(name.startswith('events.out.tfevents') for name in events), events
+    )
+
 
 if __name__ == '__main__':
   absltest.main()

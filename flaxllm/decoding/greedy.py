@@ -1,9 +1,10 @@
 """Greedy decoding: emit the most likely next token until eos or max_length.
 
 Like every sampler of the project it only sees the model through
-`tokens_to_logits(ids, cache) -> (logits, cache)`, where `ids` int32
-[batch, 1] is the last token and `logits` float32 [batch, vocab] scores the
-next one. The loop is a `lax.while_loop` over static shapes, so it jits.
+`tokens_to_logits(params, ids, cache) -> (logits, cache)`, where `ids`
+int32 [batch, 1] is the last token and `logits` float32 [batch, vocab] scores
+the next one. Params travel as an argument (not a closure) so that decoders
+over two models (speculative, contrastive) pass both as plain values. The loop is a `lax.while_loop` over static shapes, so it jits.
 """
 
 from typing import Any, Callable
@@ -11,11 +12,12 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-TokensToLogits = Callable[[jax.Array, Any], tuple[jax.Array, Any]]
+TokensToLogits = Callable[[Any, jax.Array, Any], tuple[jax.Array, Any]]
 
 
 def greedy_decode(
     tokens_to_logits: TokensToLogits,
+    params: Any,
     cache: Any,
     start_ids: jax.Array,
     *,
@@ -27,6 +29,7 @@ def greedy_decode(
 
   Args:
     tokens_to_logits: the model's step function (see the module docstring).
+    params: passed through to `tokens_to_logits`.
     cache: the model state `tokens_to_logits` threads through (a KV cache, or
       anything else, or None).
     start_ids: int32 [batch], the first input token of each row (not part of
@@ -47,7 +50,7 @@ def greedy_decode(
 
   def decode_step(state):
     step, last_ids, cache, output, finished = state
-    logits, cache = tokens_to_logits(last_ids[:, None], cache)
+    logits, cache = tokens_to_logits(params, last_ids[:, None], cache)
     next_ids = jnp.argmax(logits, axis=-1).astype(jnp.int32)  # [batch]
     next_ids = jnp.where(finished, pad_id, next_ids)
     output = output.at[:, step].set(next_ids)

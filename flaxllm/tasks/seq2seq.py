@@ -228,7 +228,7 @@ class Seq2SeqTask:
         method=encoder_decoder.EncoderDecoder.encode,
     )  # [batch, src, embed]
 
-    def decode_step(decoder_inputs, cache):
+    def decode_step(params, decoder_inputs, cache):
       variables = {'params': params}
       if cache is not None:
         variables['cache'] = cache
@@ -246,10 +246,11 @@ class Seq2SeqTask:
     # A call over the full target length sizes the self-attention caches and
     # caches the encoder's cross-attention keys and values.
     _, cache = decode_step(
-        jnp.zeros((batch_size, self.max_target_length), jnp.int32), None
+        params, jnp.zeros((batch_size, self.max_target_length), jnp.int32), None
     )
     return greedy.greedy_decode(
         decode_step,
+        params,
         cache,
         jnp.full((batch_size,), self.decoder_start_id, jnp.int32),
         max_length=self.max_target_length,
