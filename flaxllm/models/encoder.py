@@ -16,7 +16,6 @@ intermediate and output dense layers), `layer_N/output_LayerNorm`,
 `layer` with a leading axis of size num_layers (logical name 'layers').
 """
 
-import dataclasses
 from typing import Any, Mapping
 
 from flax import struct
@@ -25,14 +24,9 @@ import jax
 import jax.numpy as jnp
 
 from flaxllm import errors
+from flaxllm.models import family_config
 from flaxllm.models import layers
 
-_DTYPES_BY_NAME = {
-    'float32': jnp.float32,
-    'bfloat16': jnp.bfloat16,
-    'float16': jnp.float16,
-}
-_DTYPE_FIELDS = ('dtype', 'param_dtype')
 _EMBED_AXES = ('batch', 'length', 'embed')
 PROBLEMS = ('classification', 'regression')
 
@@ -82,22 +76,9 @@ class EncoderConfig:
     Raises:
       UserInputError: on an unknown key, dtype name or invalid value.
     """
-    fields = {**values, **overrides}
-    known = {field.name for field in dataclasses.fields(cls)}
-    for key in fields:
-      if key not in known:
-        raise errors.UserInputError(
-            f'unknown encoder model config key {key!r}; known keys:'
-            f' {sorted(known)}'
-        )
-    for key in _DTYPE_FIELDS:
-      if isinstance(fields.get(key), str):
-        if fields[key] not in _DTYPES_BY_NAME:
-          raise errors.UserInputError(
-              f'model.{key}={fields[key]!r} is not one of'
-              f' {sorted(_DTYPES_BY_NAME)}'
-          )
-        fields[key] = _DTYPES_BY_NAME[fields[key]]
+    fields = family_config.resolve_fields(
+        cls, {**values, **overrides}, family='encoder'
+    )
     config = cls(**fields)
     config.validate()
     return config

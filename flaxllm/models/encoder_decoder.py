@@ -13,7 +13,6 @@ the cache (and caches the cross-attention keys/values of the encoder output),
 then each call feeds the next token.
 """
 
-import dataclasses
 import functools
 from typing import Any, Callable, Mapping
 
@@ -23,14 +22,9 @@ import jax
 import jax.numpy as jnp
 
 from flaxllm import errors
+from flaxllm.models import family_config
 from flaxllm.models import layers
 
-_DTYPES_BY_NAME = {
-    'float32': jnp.float32,
-    'bfloat16': jnp.bfloat16,
-    'float16': jnp.float16,
-}
-_DTYPE_FIELDS = ('dtype', 'param_dtype')
 _EMBED_AXES = ('batch', 'length', 'embed')
 
 
@@ -80,22 +74,9 @@ class EncoderDecoderConfig:
     Raises:
       UserInputError: on an unknown key, dtype name or invalid value.
     """
-    fields = {**values, **overrides}
-    known = {field.name for field in dataclasses.fields(cls)}
-    for key in fields:
-      if key not in known:
-        raise errors.UserInputError(
-            f'unknown encoder-decoder model config key {key!r}; known keys:'
-            f' {sorted(known)}'
-        )
-    for key in _DTYPE_FIELDS:
-      if isinstance(fields.get(key), str):
-        if fields[key] not in _DTYPES_BY_NAME:
-          raise errors.UserInputError(
-              f'model.{key}={fields[key]!r} is not one of'
-              f' {sorted(_DTYPES_BY_NAME)}'
-          )
-        fields[key] = _DTYPES_BY_NAME[fields[key]]
+    fields = family_config.resolve_fields(
+        cls, {**values, **overrides}, family='encoder-decoder'
+    )
     config = cls(**fields)
     config.validate()
     return config

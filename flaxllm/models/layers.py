@@ -11,7 +11,9 @@ grouped-query attention (fewer key/value heads than query heads) and a KV cache
 in the 'cache' collection for autoregressive decoding.
 """
 
+import dataclasses
 import functools
+import math
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -541,3 +543,322 @@ class Mlp(nn.Module):
     hidden = nn.with_logical_constraint(hidden, ('batch', 'length', 'mlp'))
     output = dense(inputs.shape[-1], ('mlp', 'embed'), name='fc2')(hidden)
     return nn.with_logical_constraint(output, ('batch', 'length', 'embed'))
+
+
+# ---------------------------------------------------------------------------
+# LLaMA-style pieces: RMSNorm, gated MLP, rotary position embeddings.
+# ---------------------------------------------------------------------------
+
+ROPE_TYPES = ('default', 'linear', 'dynamic', 'llama3', 'yarn')
+
+
+class RMSNorm(nn.Module):
+  """Root-mean-square norm with a learned scale named ('embed',).
+
+  The statistics are computed in float32; the normalised activations are cast
+  back to `dtype` before the scale multiplies them, as in LLaMA.
+
+  Attributes:
+    epsilon: added to the mean square.
+    dtype: output dtype.
+    param_dtype: scale dtype.
+  """
+
+  epsilon: float = 1e-6
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, inputs: jax.Array) -> jax.Array:
+    """Normalises over the last axis.
+
+    Args:
+      inputs: [..., embed].
+
+    Returns:
+      [..., embed] in `dtype`.
+    """
+    scale = self.param(
+        'scale',
+        nn.with_logical_partitioning(nn.initializers.ones_init(), ('embed',)),
+        (inputs.shape[-1],),
+        self.param_dtype,
+    )
+    x = inputs.astype(jnp.float32)
+    mean_square = jnp.mean(jnp.square(x), axis=-1, keepdims=True)
+    x = (x * jax.lax.rsqrt(mean_square + self.epsilon)).astype(self.dtype)
+    return x * scale.astype(self.dtype)
+
+
+class GatedMlp(nn.Module):
+  """SwiGLU-style block: down_proj(act(gate_proj(x)) * up_proj(x)).
+
+  Attributes:
+    hidden_dim: width of the hidden layer.
+    activation: 'silu' (LLaMA), 'gelu' or 'relu'.
+    use_bias: whether the three projections have biases.
+    dtype: computation dtype.
+    param_dtype: parameter dtype.
+    kernel_init: initializer of the kernels.
+  """
+
+  hidden_dim: int
+  activation: str = 'silu'
+  use_bias: bool = False
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+  kernel_init: Initializer = DEFAULT_KERNEL_INIT
+
+  @nn.compact
+  def __call__(self, inputs: jax.Array) -> jax.Array:
+    """Applies the block.
+
+    Args:
+      inputs: [batch, length, embed].
+
+    Returns:
+      [batch, length, embed] in `dtype`.
+    """
+    dense = functools.partial(
+        dense_general,
+        use_bias=self.use_bias,
+        dtype=self.dtype,
+        param_dtype=self.param_dtype,
+        kernel_init=self.kernel_init,
+    )
+    gate = dense(self.hidden_dim, ('embed', 'mlp'), name='gate_proj')(inputs)
+    up = dense(self.hidden_dim, ('embed', 'mlp'), name='up_proj')(inputs)
+    hidden = activation_fn(self.activation)(gate) * up  # [batch, length, mlp]
+    hidden = nn.with_logical_constraint(hidden, ('batch', 'length', 'mlp'))
+    output = dense(inputs.shape[-1], ('mlp', 'embed'), name='down_proj')(hidden)
+    return nn.with_logical_constraint(output, ('batch', 'length', 'embed'))
+
+
+def check_rope_scaling(scaling: Any) -> None:
+  """Raises UserInputError unless `scaling` is None or a usable dict.
+
+  Args:
+    scaling: None, or a mapping with 'rope_type' (one of `ROPE_TYPES`) and
+      that type's keys, as in Hugging Face's `rope_scaling`.
+  """
+  if scaling is None:
+    return
+  if not hasattr(scaling, 'get') or scaling.get('rope_type') not in ROPE_TYPES:
+    raise errors.UserInputError(
+        f'model.rope_scaling={scaling!r} needs a rope_type in {ROPE_TYPES}'
+    )
+  required = {
+      'default': (),
+      'linear': ('factor',),
+      'dynamic': ('factor',),
+      'llama3': ('factor', 'low_freq_factor', 'high_freq_factor'),
+      'yarn': ('factor',),
+  }[scaling['rope_type']]
+  missing = [key for key in required if key not in scaling]
+  if missing:
+    raise errors.UserInputError(
+        f'model.rope_scaling of type {scaling["rope_type"]!r} lacks {missing}'
+    )
+
+
+def _yarn_frequencies(
+    exponents: jax.Array, theta: float, scaling: Any, max_positions: int
+) -> tuple[jax.Array, float]:
+  """YaRN: blends interpolated and extrapolated frequencies per dimension."""
+  dim = 2 * exponents.shape[0]
+  factor = scaling['factor']
+  original = scaling.get('original_max_position_embeddings', max_positions)
+  beta_fast = scaling.get('beta_fast') or 32
+  beta_slow = scaling.get('beta_slow') or 1
+
+  def mscale(scale, coefficient=1.0):
+    return 1.0 if scale <= 1 else 0.1 * coefficient * math.log(scale) + 1.0
+
+  attention_factor = scaling.get('attention_factor')
+  if attention_factor is None:
+    if scaling.get('mscale') and scaling.get('mscale_all_dim'):
+      attention_factor = mscale(factor, scaling['mscale']) / mscale(
+          factor, scaling['mscale_all_dim']
+      )
+    else:
+      attention_factor = mscale(factor)
+
+  def correction_dim(rotations):
+    return (dim * math.log(original / (rotations * 2 * math.pi))) / (
+        2 * math.log(theta)
+    )
+
+  low, high = correction_dim(beta_fast), correction_dim(beta_slow)
+  if scaling.get('truncate', True):
+    low, high = math.floor(low), math.ceil(high)
+  low, high = max(low, 0), min(high, dim - 1)
+  if low == high:
+    high += 0.001
+  ramp = jnp.clip(
+      (jnp.arange(dim // 2, dtype=jnp.float32) - low) / (high - low), 0, 1
+  )
+  extrapolation = 1.0 / theta**exponents
+  interpolation = extrapolation / factor
+  inv_freq = interpolation * ramp + extrapolation * (1 - ramp)
+  return inv_freq, float(attention_factor)
+
+
+def _llama3_frequencies(inv_freq: jax.Array, scaling: Any, max_positions: int):
+  """Llama 3.1: scales low frequencies, keeps high ones, blends between."""
+  factor = scaling['factor']
+  low_factor = scaling['low_freq_factor']
+  high_factor = scaling['high_freq_factor']
+  original = scaling.get('original_max_position_embeddings', max_positions)
+  low_freq_wavelength = original / low_factor
+  high_freq_wavelength = original / high_factor
+  wavelength = 2 * math.pi / inv_freq
+  scaled = jnp.where(
+      wavelength > low_freq_wavelength, inv_freq / factor, inv_freq
+  )
+  smooth = (original / wavelength - low_factor) / (high_factor - low_factor)
+  smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+  is_medium = (wavelength >= high_freq_wavelength) & (
+      wavelength <= low_freq_wavelength
+  )
+  return jnp.where(is_medium, smoothed, scaled)
+
+
+def rope_frequencies(
+    head_dim: int,
+    theta: float,
+    scaling: Any = None,
+    max_positions: int = 2048,
+    length: jax.Array | int | None = None,
+) -> tuple[jax.Array, float]:
+  """Inverse frequencies of rotary embeddings, as transformers computes them.
+
+  Args:
+    head_dim: the rotated size of each head (even).
+    theta: the base wavelength.
+    scaling: None or a `rope_scaling` dict (see `check_rope_scaling`).
+    max_positions: the model's maximum length; the default for
+      'original_max_position_embeddings', and the threshold of 'dynamic'.
+    length: for 'dynamic', the current sequence length (largest position +
+      1, may be traced); ignored by the other types.
+
+  Returns:
+    (inv_freq float32 [head_dim // 2], attention_factor), the factor that
+    multiplies cos and sin (1 except for YaRN).
+  """
+  check_rope_scaling(scaling)
+  rope_type = 'default' if scaling is None else scaling['rope_type']
+  exponents = jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim
+  if rope_type == 'yarn':
+    return _yarn_frequencies(exponents, theta, scaling, max_positions)
+  if rope_type == 'dynamic':
+    length = max_positions if length is None else length
+    length = jnp.maximum(length, max_positions).astype(jnp.float32)
+    factor = scaling['factor']
+    theta = theta * ((factor * length / max_positions) - (factor - 1)) ** (
+        head_dim / (head_dim - 2)
+    )
+  inv_freq = 1.0 / theta**exponents
+  if rope_type == 'linear':
+    inv_freq /= scaling['factor']
+  elif rope_type == 'llama3':
+    inv_freq = _llama3_frequencies(inv_freq, scaling, max_positions)
+  return inv_freq, 1.0
+
+
+def apply_rope(
+    inputs: jax.Array,
+    positions: jax.Array,
+    inv_freq: jax.Array,
+    attention_factor: float = 1.0,
+) -> jax.Array:
+  """Rotates query or key heads by their positions (half-split layout).
+
+  The head is split into halves [x1, x2] and dimension pair (i, i + d/2) is
+  rotated by angle position * inv_freq[i], Hugging Face's `rotate_half`
+  convention (llama.cpp's interleaved pairs are converted at load time).
+
+  Args:
+    inputs: [batch, length, heads, kv].
+    positions: int [batch, length] or [length].
+    inv_freq: float32 [kv // 2].
+    attention_factor: multiplies cos and sin.
+
+  Returns:
+    [batch, length, heads, kv] in the dtype of `inputs`.
+  """
+  positions = jnp.broadcast_to(positions, inputs.shape[:2])
+  angles = positions[..., None].astype(jnp.float32) * inv_freq
+  angles = jnp.concatenate([angles, angles], axis=-1)  # [batch, length, kv]
+  cos = (jnp.cos(angles) * attention_factor).astype(inputs.dtype)[:, :, None]
+  sin = (jnp.sin(angles) * attention_factor).astype(inputs.dtype)[:, :, None]
+  first, second = jnp.split(inputs, 2, axis=-1)
+  rotated = jnp.concatenate([-second, first], axis=-1)
+  return inputs * cos + rotated * sin
+
+
+@dataclasses.dataclass(frozen=True)
+class Rope:
+  """Static rotary-embedding settings (hashable, so usable as a field).
+
+  Attributes:
+    theta: the base wavelength.
+    scaling: None or a tuple of sorted (key, value) pairs of `rope_scaling`.
+    max_positions: see `rope_frequencies`.
+  """
+
+  theta: float = 10000.0
+  scaling: tuple[tuple[str, Any], ...] | None = None
+  max_positions: int = 2048
+
+  def __call__(self, inputs: jax.Array, positions: jax.Array) -> jax.Array:
+    """`apply_rope` with this object's frequencies; see there."""
+    scaling = None if self.scaling is None else dict(self.scaling)
+    inv_freq, attention_factor = rope_frequencies(
+        inputs.shape[-1],
+        self.theta,
+        scaling,
+        self.max_positions,
+        length=jnp.max(positions) + 1,
+    )
+    return apply_rope(inputs, positions, inv_freq, attention_factor)
+
+
+class _RotaryDenseGeneral(DenseGeneral):
+  """A head projection followed by rotary embedding of its output."""
+
+  rope: Rope = Rope()
+  positions: jax.Array | None = None
+
+  def __call__(self, inputs: jax.Array) -> jax.Array:
+    return self.rope(super().__call__(inputs), self.positions)
+
+
+class RotaryMultiHeadAttention(MultiHeadAttention):
+  """Self-attention whose queries and keys carry rotary position embeddings.
+
+  Keys are rotated before they enter the KV cache, so with `decode=True` the
+  caller passes the absolute positions of the new tokens (continuing from
+  the cache index).
+
+  Attributes:
+    rope: the rotary-embedding settings.
+    positions: int [batch, length] or [length], the query tokens' positions.
+  """
+
+  rope: Rope = Rope()
+  positions: jax.Array | None = None
+
+  def _project(self, features_count: int, name: str) -> DenseGeneral:
+    if name not in ('q_proj', 'k_proj'):
+      return super()._project(features_count, name)
+    return _RotaryDenseGeneral(
+        features=(features_count, self.head_dim),
+        kernel_axes=('embed', 'heads', 'kv'),
+        use_bias=self.use_bias,
+        dtype=self.dtype,
+        param_dtype=self.param_dtype,
+        kernel_init=self.kernel_init,
+        rope=self.rope,
+        positions=self.positions,
+        name=name,
+    )
