@@ -297,7 +297,10 @@ def load_pretrained(
   Args:
     path: the folder (config.json + safetensors).
     scan_layers: stack the layers' params for `nn.scan`.
-    shardings: target shardings of the params, as for `place`.
+    shardings: target shardings of the params, as for `place`, or a
+      function of our config returning them (the usual case: the param tree
+      is known only once the config is), e.g. from the model's logical axis
+      names and a mesh.
     **config_overrides: fields of our config that replace the converted
       values (e.g. dtype='bfloat16', dropout_rate=0.0).
 
@@ -315,6 +318,8 @@ def load_pretrained(
       hf_config, scan_layers=scan_layers, **config_overrides
   )
   params = family.params_from_hf(read_state(path), config)
+  if callable(shardings):
+    shardings = shardings(config)
   return config, place(params, shardings)
 
 
