@@ -33,8 +33,10 @@ _EMBED_AXES = ('batch', 'length', 'embed')
 
 
 @struct.dataclass
-class DecoderConfig:
+class DecoderConfig(family_config.FromDict):
   """Hyperparameters of `Decoder` (defaults: a small LLaMA)."""
+
+  FAMILY = 'decoder'
 
   vocab_size: int
   d_model: int = 256
@@ -60,30 +62,10 @@ class DecoderConfig:
   attention_impl: str = 'xla'
 
   @classmethod
-  def from_dict(
-      cls, values: Mapping[str, Any], **overrides: Any
-  ) -> 'DecoderConfig':
-    """Builds and validates a config from a mapping.
-
-    Args:
-      values: field values; 'dtype' and 'param_dtype' may be names such as
-        'float32' or 'bfloat16'.
-      **overrides: field values that take precedence over `values`.
-
-    Returns:
-      The validated config.
-
-    Raises:
-      UserInputError: on an unknown key, dtype name or invalid value.
-    """
-    fields = family_config.resolve_fields(
-        cls, {**values, **overrides}, family='decoder'
-    )
+  def normalize_fields(cls, fields: dict[str, Any]) -> dict[str, Any]:
     if fields.get('rope_scaling') is not None:
       fields['rope_scaling'] = dict(fields['rope_scaling'])
-    config = cls(**fields)
-    config.validate()
-    return config
+    return fields
 
   def validate(self) -> None:
     """Raises UserInputError if the hyperparameters cannot build a model."""

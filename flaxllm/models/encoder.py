@@ -16,7 +16,7 @@ intermediate and output dense layers), `layer_N/output_LayerNorm`,
 `layer` with a leading axis of size num_layers (logical name 'layers').
 """
 
-from typing import Any, Mapping
+from typing import Any
 
 from flax import struct
 import flax.linen as nn
@@ -32,8 +32,10 @@ PROBLEMS = ('classification', 'regression')
 
 
 @struct.dataclass
-class EncoderConfig:
+class EncoderConfig(family_config.FromDict):
   """Hyperparameters of `Encoder` (defaults: a small BERT)."""
+
+  FAMILY = 'encoder'
 
   vocab_size: int
   d_model: int = 256
@@ -58,30 +60,6 @@ class EncoderConfig:
   scan_layers: bool = False
   remat: bool = False
   attention_impl: str = 'xla'
-
-  @classmethod
-  def from_dict(
-      cls, values: Mapping[str, Any], **overrides: Any
-  ) -> 'EncoderConfig':
-    """Builds and validates a config from a mapping.
-
-    Args:
-      values: field values; 'dtype' and 'param_dtype' may be names such as
-        'float32' or 'bfloat16'.
-      **overrides: field values that take precedence over `values`.
-
-    Returns:
-      The validated config.
-
-    Raises:
-      UserInputError: on an unknown key, dtype name or invalid value.
-    """
-    fields = family_config.resolve_fields(
-        cls, {**values, **overrides}, family='encoder'
-    )
-    config = cls(**fields)
-    config.validate()
-    return config
 
   def validate(self) -> None:
     """Raises UserInputError if the hyperparameters cannot build a model."""

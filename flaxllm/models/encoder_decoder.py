@@ -14,7 +14,7 @@ then each call feeds the next token.
 """
 
 import functools
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 from flax import struct
 import flax.linen as nn
@@ -29,8 +29,10 @@ _EMBED_AXES = ('batch', 'length', 'embed')
 
 
 @struct.dataclass
-class EncoderDecoderConfig:
+class EncoderDecoderConfig(family_config.FromDict):
   """Hyperparameters of `EncoderDecoder` (defaults: a small BART)."""
+
+  FAMILY = 'encoder-decoder'
 
   vocab_size: int
   d_model: int = 256
@@ -56,30 +58,6 @@ class EncoderDecoderConfig:
   scan_layers: bool = False
   remat: bool = False
   attention_impl: str = 'xla'
-
-  @classmethod
-  def from_dict(
-      cls, values: Mapping[str, Any], **overrides: Any
-  ) -> 'EncoderDecoderConfig':
-    """Builds and validates a config from a mapping.
-
-    Args:
-      values: field values; 'dtype' and 'param_dtype' may be names such as
-        'float32' or 'bfloat16'.
-      **overrides: field values that take precedence over `values`.
-
-    Returns:
-      The validated config.
-
-    Raises:
-      UserInputError: on an unknown key, dtype name or invalid value.
-    """
-    fields = family_config.resolve_fields(
-        cls, {**values, **overrides}, family='encoder-decoder'
-    )
-    config = cls(**fields)
-    config.validate()
-    return config
 
   def validate(self) -> None:
     """Raises UserInputError if the hyperparameters cannot build a model."""

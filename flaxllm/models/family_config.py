@@ -55,3 +55,37 @@ def resolve_fields(
         )
       fields[key] = DTYPES_BY_NAME[fields[key]]
   return fields
+
+
+class FromDict:
+  """Base of the family config dataclasses: `from_dict` with validation.
+
+  A family sets `FAMILY` (its name in error messages), implements
+  `validate()`, and may override `normalize_fields` (e.g. to copy a dict).
+  """
+
+  FAMILY = 'model'
+
+  @classmethod
+  def normalize_fields(cls, fields: dict[str, Any]) -> dict[str, Any]:
+    return fields
+
+  @classmethod
+  def from_dict(cls, values: Mapping[str, Any], **overrides: Any):
+    """Builds and validates a config from a mapping.
+
+    Args:
+      values: field values; 'dtype' and 'param_dtype' may be names such as
+        'float32' or 'bfloat16'.
+      **overrides: field values that take precedence over `values`.
+
+    Returns:
+      The validated config.
+
+    Raises:
+      UserInputError: on an unknown key, dtype name or invalid value.
+    """
+    fields = resolve_fields(cls, {**values, **overrides}, family=cls.FAMILY)
+    config = cls(**cls.normalize_fields(fields))
+    config.validate()
+    return config
