@@ -14,11 +14,8 @@ benchmark; the trainer's LM task is a separate piece of work.
 """
 
 import argparse
-import datetime
 import os
-import statistics
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +25,7 @@ import optax
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+import bench_common  # pylint: disable=g-import-not-at-top,wrong-import-position
 from flaxllm.models import decoder  # pylint: disable=wrong-import-position
 
 SHAPES = {
@@ -63,15 +61,6 @@ def parse_args():
       ),
   )
   return parser.parse_args()
-
-
-def median_step_seconds(run, steps: int, repeats: int) -> float:
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    run(steps)
-    times.append((time.perf_counter() - start) / steps)
-  return statistics.median(times)
 
 
 def bench_jax(args, ids: np.ndarray) -> tuple[float, int]:
@@ -126,7 +115,7 @@ def bench_jax(args, ids: np.ndarray) -> tuple[float, int]:
     jax.block_until_ready(loss)
 
   run(2)
-  return median_step_seconds(run, args.steps, args.repeats), count
+  return bench_common.median_step_seconds(run, args.steps, args.repeats), count
 
 
 def bench_torch(args, ids: np.ndarray) -> tuple[float, int]:
@@ -177,7 +166,7 @@ def bench_torch(args, ids: np.ndarray) -> tuple[float, int]:
       torch.cuda.synchronize()
 
   run(2)
-  return median_step_seconds(run, args.steps, args.repeats), count
+  return bench_common.median_step_seconds(run, args.steps, args.repeats), count
 
 
 def main():
@@ -186,49 +175,25 @@ def main():
   ids = (
       np.random.default_rng(0).integers(0, vocab, (batch, seq)).astype(np.int32)
   )
-  rows = [(
-      'flaxllm decoder (jax, %s attention)' % args.attention_impl,
-      *bench_jax(args, ids),
-  )]
+  rows = []
+  if not args.skip_jax:
+    name = f'flaxllm decoder (jax, {args.attention_impl} attention)'
+    rows.append((name, *bench_jax(args, ids)))
   if not args.skip_torch:
     rows.append(('transformers LLaMA (torch, sdpa)', *bench_torch(args, ids)))
   tokens = batch * seq
-  lines = [
-      '| implementation | params | ms/step | tokens/s | MFU |',
-      '| --- | --- | --- | --- | --- |',
-  ]
-  for name, seconds, params in rows:
-    flops = (6 * params + 12 * layers * d_model * seq) * tokens / seconds
-    mfu = (
-        f'{100 * flops / (args.peak_tflops * 1e12):.1f}%'
-        if args.peak_tflops
-        else 'n/a'
-    )
-    lines.append(
-        f'| {name} | {params / 1e6:.1f}M | {1000 * seconds:.1f} |'
-        f' {tokens / seconds:,.0f} | {mfu} |'
-    )
-  if len(rows) == 2:
-    lines.append(
-        '\nflaxllm / transformers tokens/s ratio:'
-        f' {rows[1][1] / rows[0][1]:.2f}x'
-    )
-  table = '\n'.join(lines)
-  device = jax.devices()[0].device_kind
-  header = (
-      f'shape={args.shape} batch={batch} seq={seq} dtype={args.dtype} '
-      f'remat={args.remat} device={device} jax={jax.__version__}'
+  table = bench_common.throughput_table(
+      rows,
+      tokens=tokens,
+      flops_per_step=lambda p: (6 * p + 12 * layers * d_model * seq) * tokens,
+      peak_tflops=args.peak_tflops,
   )
-  print(f'\n{header}\n{table}')
-  os.makedirs(os.path.dirname(args.results), exist_ok=True)
-  with open(args.results, 'a') as f:
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime(
-        '%Y-%m-%d %H:%M UTC'
-    )
-    f.write(
-        f'\n## {stamp}: {header}\n`python experiments/bench_llama_train_step.py'
-        f' {" ".join(sys.argv[1:])}`\n\n{table}\n'
-    )
+  header = (
+      f'shape={args.shape} batch={batch} seq={seq} dtype={args.dtype}'
+      f' remat={args.remat} device={jax.devices()[0].device_kind}'
+      f' jax={jax.__version__}'
+  )
+  bench_common.record(args.results, header, table)
 
 
 if __name__ == '__main__':

@@ -12,21 +12,17 @@ Appends a row to experiments/results/bench_train_step.md.
 """
 
 import argparse
-import datetime
 import os
-import platform
-import statistics
 import sys
-import time
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+import bench_common  # pylint: disable=g-import-not-at-top,wrong-import-position
 from configs import common  # pylint: disable=g-import-not-at-top,wrong-import-position
 from flaxllm import configuration  # pylint: disable=wrong-import-position
 from flaxllm import optim  # pylint: disable=wrong-import-position
@@ -103,16 +99,6 @@ def random_batch(args, rng: np.random.Generator) -> dict[str, np.ndarray]:
   }
 
 
-def time_steps(step_fn, steps: int, repeats: int) -> float:
-  """Median seconds per step over `repeats` runs of `steps` steps."""
-  per_step = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    step_fn(steps)
-    per_step.append((time.perf_counter() - start) / steps)
-  return statistics.median(per_step)
-
-
 def bench_jax(args, batch) -> tuple[float, int]:
   config = make_config(args)
   task = seq2seq.Seq2SeqTask(
@@ -144,7 +130,7 @@ def bench_jax(args, batch) -> tuple[float, int]:
     holder['state'] = s
 
   run(2)  # compile and warm up
-  return time_steps(run, args.steps, args.repeats), params
+  return bench_common.median_step_seconds(run, args.steps, args.repeats), params
 
 
 def bench_torch(args, batch) -> tuple[float, int]:
@@ -201,7 +187,7 @@ def bench_torch(args, batch) -> tuple[float, int]:
       torch.cuda.synchronize()
 
   run(2)
-  return time_steps(run, args.steps, args.repeats), params
+  return bench_common.median_step_seconds(run, args.steps, args.repeats), params
 
 
 def main():
@@ -217,42 +203,18 @@ def main():
     seconds, params = bench_torch(args, batch)
     rows.append(('transformers BART (torch)', seconds, params))
 
-  device = jax.devices()[0].device_kind
-  print(
-      f'\nshape: size={args.size} vocab={args.vocab} batch={args.batch}'
-      f' src={args.src_len} tgt={args.tgt_len} dtype={args.dtype}'
-      f' device={device} jax={jax.__version__}'
+  table = bench_common.throughput_table(
+      rows,
+      tokens=tokens,
+      flops_per_step=lambda p: 6 * p * tokens,
+      peak_tflops=args.peak_tflops,
   )
-  header = f'| implementation | params | ms/step | tokens/s | MFU |'
-  lines = [header, '| --- | --- | --- | --- | --- |']
-  for name, seconds, params in rows:
-    flops = 6 * params * tokens / seconds
-    mfu = (
-        f'{100 * flops / (args.peak_tflops * 1e12):.1f}%'
-        if args.peak_tflops
-        else 'n/a'
-    )
-    lines.append(
-        f'| {name} | {params / 1e6:.1f}M | {1000 * seconds:.1f} |'
-        f' {tokens / seconds:,.0f} | {mfu} |'
-    )
-  if len(rows) == 2:
-    ratio = rows[1][1] / rows[0][1]
-    lines.append(f'\nflaxllm / transformers tokens/s ratio: {ratio:.2f}x')
-  table = '\n'.join(lines)
-  print(table)
-  os.makedirs(os.path.dirname(args.results), exist_ok=True)
-  with open(args.results, 'a') as f:
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime(
-        '%Y-%m-%d %H:%M UTC'
-    )
-    f.write(
-        f'\n## {stamp}: {device} ({platform.node()}), size={args.size}'
-        f' batch={args.batch} src={args.src_len} tgt={args.tgt_len}'
-        f' vocab={args.vocab} {args.dtype}\n`python'
-        ' experiments/bench_train_step.py'
-        f' {" ".join(sys.argv[1:])}`\n\n{table}\n'
-    )
+  header = (
+      f'{jax.devices()[0].device_kind}, size={args.size} batch={args.batch}'
+      f' src={args.src_len} tgt={args.tgt_len} vocab={args.vocab}'
+      f' {args.dtype} jax={jax.__version__}'
+  )
+  bench_common.record(args.results, header, table)
 
 
 if __name__ == '__main__':
