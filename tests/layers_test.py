@@ -280,6 +280,26 @@ class PositionsAndNormTest(absltest.TestCase):
         table[jnp.array([[2, 7]])],
     )
 
+  def test_sinusoidal_embedding_matches_the_transformer_table(self):
+    positions = np.array([0, 1, 7, 250])
+    features = 6
+    got = np.asarray(layers.sinusoidal_embedding(positions, features))
+    chex.assert_shape(got, (4, 6))
+    half = features // 2
+    frequencies = 10000.0 ** (-np.arange(half) / half)
+    angles = positions[:, None] * frequencies[None, :]
+    expected = np.concatenate([np.sin(angles), np.cos(angles)], axis=-1)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    # Nearby positions give nearby vectors, distant ones differ.
+    self.assertLess(np.abs(got[0] - got[1]).max(), np.abs(got[0] - got[3]).max())
+
+  def test_sinusoidal_embedding_odd_features_and_fractional_times(self):
+    got = layers.sinusoidal_embedding(jnp.array([[0.5, 2.0]]), 5)
+    chex.assert_shape(got, (1, 2, 5))
+    np.testing.assert_array_equal(np.asarray(got[..., -1]), 0.0)
+    with self.assertRaisesRegex(errors.UserInputError, 'at least 2'):
+      layers.sinusoidal_embedding(jnp.arange(3), 1)
+
   def test_layer_norm_names_and_normalises(self):
     module = layers.LayerNorm()
     inputs = _inputs() * 3 + 1

@@ -8,7 +8,8 @@ constraints do nothing, so these layers also run as plain linen modules.
 
 Attention supports self- and cross-attention, key padding and causal masks,
 grouped-query attention (fewer key/value heads than query heads) and a KV cache
-in the 'cache' collection for autoregressive decoding.
+in the 'cache' collection for autoregressive decoding. Positions are learned,
+sinusoidal (`sinusoidal_embedding`, also used for diffusion times) or rotary.
 """
 
 import dataclasses
@@ -244,6 +245,46 @@ class LearnedPositionalEmbedding(nn.Module):
         self.param_dtype,
     )
     return jnp.take(table, positions + self.offset, axis=0).astype(self.dtype)
+
+
+def sinusoidal_embedding(
+    positions: jax.Array,
+    features: int,
+    *,
+    max_period: float = 10000.0,
+    dtype: Dtype = jnp.float32,
+) -> jax.Array:
+  """Fixed sine/cosine features of (possibly fractional) positions.
+
+  The first half of the features are sines, the second half cosines, at
+  frequencies max_period^(-i / half) for i = 0 .. half - 1 (the layout of the
+  transformer paper's table and of diffusion models' time embeddings). An odd
+  `features` gets one trailing zero.
+
+  Args:
+    positions: positions or diffusion times, any shape [...], int or float.
+    features: size of each embedding.
+    max_period: the longest wavelength.
+    dtype: output dtype; the features are computed in float32.
+
+  Returns:
+    [..., features] embeddings.
+  """
+  if features < 2:
+    raise errors.UserInputError(
+        f'a sinusoidal embedding needs at least 2 features, got {features}'
+    )
+  half = features // 2
+  frequencies = jnp.exp(
+      -math.log(max_period) * jnp.arange(half, dtype=jnp.float32) / half
+  )  # [half]
+  angles = jnp.asarray(positions, jnp.float32)[..., None] * frequencies
+  embedding = jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
+  if features % 2:
+    embedding = jnp.pad(
+        embedding, [(0, 0)] * (embedding.ndim - 1) + [(0, 1)]
+    )
+  return embedding.astype(dtype)  # [..., features]
 
 
 def make_attention_mask(
