@@ -10,6 +10,7 @@ INSTALL_REQUIRES = [
     "datasets>=3.0",
     "flax>=0.12.8,<0.13",
     "jax>=0.10.2,<0.13",
+    "matplotlib>=3.8",
     "ml_collections>=1.0",
     "numpy>=1.26",
     "optax>=0.2.5",
@@ -19,6 +20,7 @@ INSTALL_REQUIRES = [
     "rouge-score>=0.1.2",
     "sacrebleu>=2.4",
     "safetensors>=0.4",
+    "scipy>=1.11",
     "tensorboardX>=2.6",
     "tokenizers>=0.20",
 ]
