@@ -1,8 +1,10 @@
 """The one trainer: every task trains, evaluates and predicts through here.
 
-A task (see `flaxllm.tasks`) supplies `init`, `loss_fn`, `eval_metrics`,
-`predict` and `evaluate`; its data bundle supplies the tokenizer and the
-iterators. Everything else (mesh, sharded state, the jitted step, gradient
+A task (see `flaxllm.tasks` for the protocol) supplies `init`, `loss_fn`,
+`eval_metrics`, optionally `predict`, and `evaluate`; a stateful task also
+keeps arrays of its own (`task_state`, e.g. an adaptive noise schedule) that
+live in the train state and its checkpoints. Its data bundle supplies the
+tokenizer and the iterators. Everything else (mesh, sharded state, the jitted step, gradient
 accumulation, EMA, checkpoints, preemption, logging, evaluation) lives here,
 in banner sections: Workdir, Mesh and state, Step, Evaluation, Loop, Modes.
 """
@@ -87,6 +89,21 @@ class TrainState:
   opt_state: Any
   ema_params: Any  # None without EMA
   rng: jax.Array  # uint32 [2]
+  task_state: Any = None  # a stateful task's arrays (replicated), else None
+
+
+def is_stateful(task) -> bool:
+  """Whether the task keeps a `task_state` (see `flaxllm.tasks`)."""
+  return hasattr(task, 'init_task_state')
+
+
+def task_args(task, state_or_task_state) -> tuple:
+  """The trailing `task_state` argument of a stateful task's functions."""
+  if not is_stateful(task):
+    return ()
+  if isinstance(state_or_task_state, TrainState):
+    return (state_or_task_state.task_state,)
+  return (state_or_task_state,)
 
 
 def _is_spec(x) -> bool:
@@ -102,6 +119,8 @@ class ShardedState:
   shardings: TrainState  # NamedShardings, mirroring the state
   abstract: TrainState  # ShapeDtypeStructs carrying those shardings
   init: Any  # jitted rng -> TrainState, created straight in its shardings
+  # jitted (rng, params) -> TrainState around given (already placed) params.
+  init_from_params: Any
 
 
 def shard_state(task, tx, config, mesh) -> ShardedState:
@@ -110,16 +129,23 @@ def shard_state(task, tx, config, mesh) -> ShardedState:
   dummy = task.dummy_batch(1)
   use_ema = config.optimizer.ema_decay > 0
 
-  def init_state(rng):
-    init_rng, train_rng = jax.random.split(rng)
-    params = nn.unbox(task.init(init_rng, dummy))
+  def state_around(params, train_rng):
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         params=params,
         opt_state=tx.init(params),
         ema_params=params if use_ema else None,
         rng=train_rng,
+        task_state=task.init_task_state() if is_stateful(task) else None,
     )
+
+  def init_state(rng):
+    init_rng, train_rng = jax.random.split(rng)
+    return state_around(nn.unbox(task.init(init_rng, dummy)), train_rng)
+
+  def init_state_from_params(rng, params):
+    _, train_rng = jax.random.split(rng)
+    return state_around(params, train_rng)
 
   rng = jax.random.PRNGKey(config.seed)
   boxed_params = jax.eval_shape(lambda r: task.init(r, dummy), rng)
@@ -139,16 +165,23 @@ def shard_state(task, tx, config, mesh) -> ShardedState:
       opt_state=opt_specs,
       ema_params=param_specs if use_ema else None,
       rng=PartitionSpec(),
+      task_state=jax.tree.map(lambda _: PartitionSpec(), abstract.task_state),
   )
   shardings = sharding.tree_shardings(mesh, rules, logical)
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
     init = jax.jit(init_state, out_shardings=shardings)
+    init_from_params = jax.jit(
+        init_state_from_params,
+        in_shardings=(sharding.replicated(mesh), shardings.params),
+        out_shardings=shardings,
+    )
   return ShardedState(
       mesh=mesh,
       rules=rules,
       shardings=shardings,
       abstract=checkpointing.abstract_like(abstract, shardings),
       init=init,
+      init_from_params=init_from_params,
   )
 
 
@@ -165,17 +198,19 @@ def make_train_step(
   With `train.grad_accum_steps` = k the global batch is split into k
   microbatches (row i goes to microbatch i % k, so each stays spread over the
   data shards) whose gradients are weighted by their token counts, making the
-  update equal to the one of the whole batch.
+  update equal to the one of the whole batch. A stateful task's
+  `observations` (sums, like the metrics) update its `task_state` after the
+  optimizer step.
   """
   accum = config.train.grad_accum_steps
   ema_decay = config.optimizer.ema_decay
   grad_fn = jax.value_and_grad(task.loss_fn, has_aux=True)
 
-  def microbatch_grads(params, batch, rng):
-    (_, metrics), grads = grad_fn(params, batch, rng)
+  def microbatch_grads(params, batch, rng, *extra):
+    (_, metrics), grads = grad_fn(params, batch, rng, *extra)
     return metrics, grads
 
-  def accumulated_grads(params, batch, rng):
+  def accumulated_grads(params, batch, rng, *extra):
     def split(x):  # [batch, ...] -> [accum, batch / accum, ...]
       x = x.reshape(x.shape[0] // accum, accum, *x.shape[1:]).swapaxes(0, 1)
       return nn.with_logical_constraint(
@@ -188,7 +223,7 @@ def make_train_step(
       grad_sum, metric_sum = carry
       index, microbatch = inputs
       metrics, grads = microbatch_grads(
-          params, microbatch, jax.random.fold_in(rng, index)
+          params, microbatch, jax.random.fold_in(rng, index), *extra
       )
       weight = metrics['denominator']
       grad_sum = jax.tree.map(lambda s, g: s + g * weight, grad_sum, grads)
@@ -199,7 +234,9 @@ def make_train_step(
     first = jax.tree.map(lambda x: x[0], micro)
     metric_zeros = jax.tree.map(
         jnp.zeros_like,
-        jax.eval_shape(lambda: microbatch_grads(params, first, rng)[0]),
+        jax.eval_shape(
+            lambda: microbatch_grads(params, first, rng, *extra)[0]
+        ),
     )
     (grad_sum, metrics), _ = jax.lax.scan(
         body, (zeros, metric_zeros), (jnp.arange(accum), micro)
@@ -209,20 +246,31 @@ def make_train_step(
 
   def train_step(state: TrainState, batch):
     rng = jax.random.fold_in(state.rng, state.step)
+    extra = task_args(task, state)
     if accum == 1:
-      metrics, grads = microbatch_grads(state.params, batch, rng)
+      metrics, grads = microbatch_grads(state.params, batch, rng, *extra)
     else:
-      metrics, grads = accumulated_grads(state.params, batch, rng)
+      metrics, grads = accumulated_grads(state.params, batch, rng, *extra)
+    metrics = dict(metrics)
+    observations = metrics.pop('observations', None)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     ema = state.ema_params
     if ema is not None:
       ema = optim.update_ema(ema, params, ema_decay)
-    metrics = dict(metrics)
     metrics['grad_norm'] = optax.tree.norm(grads)
     metrics['learning_rate'] = schedule(state.step)
+    task_state = state.task_state
+    if is_stateful(task):
+      task_state = task.update_task_state(
+          task_state, observations, state.step + 1
+      )
     new_state = state.replace(
-        step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema
+        step=state.step + 1,
+        params=params,
+        opt_state=opt_state,
+        ema_params=ema,
+        task_state=task_state,
     )
     return new_state, metrics
 
@@ -236,15 +284,30 @@ def make_train_step(
     )
 
 
+def averages_of_sums(sums: dict[str, float]) -> dict[str, float]:
+  """Task metric sums -> averages: each '<x>_sum' / 'denominator' as <x>.
+
+  'correct_sum' becomes 'accuracy'; keys without the suffix are dropped.
+  """
+  denominator = max(float(sums['denominator']), 1.0)
+  averages = {}
+  for key, value in sums.items():
+    if key.endswith('_sum'):
+      name = 'accuracy' if key == 'correct_sum' else key[: -len('_sum')]
+      averages[name] = float(value) / denominator
+  return averages
+
+
 def summarize_train_metrics(history: list[dict]) -> dict[str, float]:
   """Host-side summary of the device metrics of the steps since the last log."""
   fetched = jax.device_get(history)
-  loss_sum = sum(float(m['loss_sum']) for m in fetched)
-  correct = sum(float(m['correct_sum']) for m in fetched)
-  tokens = max(sum(float(m['denominator']) for m in fetched), 1.0)
+  sums = {
+      key: sum(float(m[key]) for m in fetched)
+      for key in fetched[0]
+      if key.endswith('_sum') or key == 'denominator'
+  }
   return {
-      'loss': loss_sum / tokens,
-      'accuracy': correct / tokens,
+      **averages_of_sums(sums),
       'grad_norm': float(np.mean([m['grad_norm'] for m in fetched])),
       'learning_rate': float(fetched[-1]['learning_rate']),
   }
@@ -267,7 +330,12 @@ def count_tokens(local_batch: dict[str, np.ndarray]) -> float:
 
 
 class Evaluator:
-  """Eval loss and generation metrics of one split, under the run's mesh."""
+  """Eval loss and prediction metrics of one split, under the run's mesh.
+
+  `loss`, `generate` and `run` take the params to evaluate and, for a stateful
+  task, its `task_state` (e.g. the noise schedule a diffusion model samples
+  with).
+  """
 
   def __init__(
       self, task, data, config, placement: ShardedState, batch_sharding
@@ -275,21 +343,31 @@ class Evaluator:
     self.task, self.data, self.config = task, data, config
     self.batch_sharding = batch_sharding
     self.placement = placement
+    self.predicts = hasattr(task, 'predict')
     replicated = sharding.replicated(placement.mesh)
     param_shardings = placement.shardings.params
+    extra_shardings = ()
+    if is_stateful(task):
+      extra_shardings = (placement.shardings.task_state,)
     with jax.set_mesh(placement.mesh), nn.logical_axis_rules(placement.rules):
       self._metrics_step = jax.jit(
           task.eval_metrics,
-          in_shardings=(param_shardings, batch_sharding),
+          in_shardings=(param_shardings, batch_sharding, *extra_shardings),
           out_shardings=replicated,
       )
-      # The row mask comes back replicated with the ids: on several hosts a
-      # global input array cannot be read whole by any one of them.
-      self._predict_step = jax.jit(
-          lambda p, b: (task.predict(p, b), b['example_mask']),
-          in_shardings=(param_shardings, batch_sharding),
-          out_shardings=replicated,
-      )
+      # The row mask comes back replicated with the outputs: on several hosts
+      # a global input array cannot be read whole by any one of them.
+      if self.predicts:
+        self._predict_step = jax.jit(
+            lambda p, b, r, *e: (task.predict(p, b, r, *e), b['example_mask']),
+            in_shardings=(
+                param_shardings,
+                batch_sharding,
+                replicated,
+                *extra_shardings,
+            ),
+            out_shardings=replicated,
+        )
 
   def _batches(self, split: str, max_examples: int = 0):
     for local in self.data.eval_batches(
@@ -301,48 +379,64 @@ class Evaluator:
     ):
       yield sharding.global_batch(local, self.batch_sharding)
 
-  def loss(self, params, split: str) -> dict[str, float]:
-    """Token-level loss, accuracy and perplexity over a whole split."""
+  def loss(self, params, split: str, task_state=None) -> dict[str, float]:
+    """The task's averaged metrics (loss, accuracy, ...) over a whole split."""
     totals = None
+    extra = task_args(self.task, task_state)
     with jax.set_mesh(self.placement.mesh), nn.logical_axis_rules(
         self.placement.rules
     ):
       for batch in self._batches(split):
-        sums = self._metrics_step(params, batch)
+        sums = self._metrics_step(params, batch, *extra)
         totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-    totals = jax.device_get(totals)
-    tokens = max(float(totals['denominator']), 1.0)
-    loss = float(totals['loss_sum']) / tokens
-    return {
-        'loss': loss,
-        'accuracy': float(totals['correct_sum']) / tokens,
-        'perplexity': float(np.exp(min(loss, 50.0))),
-    }
+    metrics = averages_of_sums(jax.device_get(totals))
+    metrics['perplexity'] = float(np.exp(min(metrics['loss'], 50.0)))
+    return metrics
 
-  def generate(self, params, split: str, max_examples: int = 0):
-    """Greedy outputs of a split: (predictions, references, sources)."""
+  def _decode(self, rows: np.ndarray) -> list:
+    if hasattr(self.task, 'decode_outputs'):
+      return list(self.task.decode_outputs(rows))
+    return self.data.tokenizer.decode_batch(rows.tolist())
+
+  def generate(
+      self, params, split: str, max_examples: int = 0, task_state=None
+  ) -> tuple[list, list[dict]]:
+    """The task's predictions on a split: (predictions, examples)."""
     predictions = []
+    extra = task_args(self.task, task_state)
+    rng = jax.random.PRNGKey(self.config.seed)
     with jax.set_mesh(self.placement.mesh), nn.logical_axis_rules(
         self.placement.rules
     ):
-      for batch in self._batches(split, max_examples):
-        ids, mask = jax.device_get(self._predict_step(params, batch))
-        ids, mask = np.asarray(ids), np.asarray(mask) > 0
-        predictions.extend(self.data.tokenizer.decode_batch(ids[mask].tolist()))
-    examples = self.data.examples(split, max_examples)
-    return (
-        predictions,
-        [e['tgt'] for e in examples],
-        [e['src'] for e in examples],
-    )
+      for index, batch in enumerate(self._batches(split, max_examples)):
+        outputs, mask = jax.device_get(
+            self._predict_step(
+                params, batch, jax.random.fold_in(rng, index), *extra
+            )
+        )
+        outputs, mask = np.asarray(outputs), np.asarray(mask) > 0
+        predictions.extend(self._decode(outputs[mask]))
+    return predictions, self.data.examples(split, max_examples)
 
-  def run(self, params, split: str, max_examples: int = 0) -> tuple[dict, list]:
-    metrics = self.loss(params, split)
-    predictions, references, sources = self.generate(
-        params, split, max_examples
+  def run(
+      self, params, split: str, max_examples: int = 0, task_state=None
+  ) -> tuple[dict, list]:
+    """Loss metrics, then (if the task predicts) prediction metrics + samples.
+
+    Returns:
+      (metrics, samples): samples are (source, reference, prediction) triples.
+    """
+    metrics = self.loss(params, split, task_state)
+    if not self.predicts:
+      return metrics, []
+    predictions, examples = self.generate(
+        params, split, max_examples, task_state
     )
-    metrics.update(self.task.evaluate(predictions, references))
-    samples = list(zip(sources, references, predictions))
+    metrics.update(self.task.evaluate(predictions, examples))
+    samples = [
+        (e.get('src', ''), e.get('tgt', ''), prediction)
+        for e, prediction in zip(examples, predictions)
+    ]
     return metrics, samples
 
 
@@ -352,7 +446,7 @@ def print_samples(split: str, metrics: dict, samples: list, count: int) -> None:
   shown = ', '.join(f'{k} {v:.4g}' for k, v in sorted(metrics.items()))
   print(f'[{split}] {shown}', flush=True)
   for source, reference, prediction in samples[:count]:
-    print(f'  source:     {source[:160]}', flush=True)
+    print(f'  source:     {str(source)[:160]}', flush=True)
     print(f'  reference:  {reference}', flush=True)
     print(f'  prediction: {prediction}', flush=True)
 
@@ -534,7 +628,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             and step % config.train.eval_every == 0
             and step < config.train.steps
         ):
-          metrics_eval = evaluator.loss(eval_params(state), 'eval')
+          metrics_eval = evaluator.loss(
+              eval_params(state), 'eval', state.task_state
+          )
           writer.write(step, 'eval', metrics_eval)
     run.checkpointer.save(step, state, train_iter.get_state(), force=True)
     run.checkpointer.wait()
@@ -568,7 +664,10 @@ def evaluate_splits(
     if not run.config.data[split]:
       continue
     metrics, samples = evaluator.run(
-        eval_params(state), split, run.config.data.max_eval_examples
+        eval_params(state),
+        split,
+        run.config.data.max_eval_examples,
+        state.task_state,
     )
     writer.write(step, split, metrics)
     print_samples(split, metrics, samples, run.config.train.num_samples)
@@ -622,9 +721,14 @@ def evaluate_only(config: ml_collections.ConfigDict, workdir: str) -> dict:
 def predict_only(config: ml_collections.ConfigDict, workdir: str) -> str:
   """--mode=predict: decodes `predict.split` to workdir/predictions.jsonl."""
   run, state, evaluator = _restore_for_inference(config, workdir)
+  if not evaluator.predicts:
+    run.checkpointer.close()
+    raise UserInputError(
+        f'task {config.task.name!r} makes no predictions; use --mode=eval'
+    )
   try:
-    predictions, references, sources = evaluator.generate(
-        eval_params(state), config.predict.split
+    predictions, examples = evaluator.generate(
+        eval_params(state), config.predict.split, task_state=state.task_state
     )
   finally:
     run.checkpointer.close()
@@ -632,15 +736,12 @@ def predict_only(config: ml_collections.ConfigDict, workdir: str) -> str:
   if jax.process_index() == 0:
     tmp = f'{path}.tmp-{os.getpid()}'
     with open(tmp, 'w') as f:
-      for source, reference, prediction in zip(
-          sources, references, predictions
-      ):
-        f.write(
-            json.dumps(
-                {'src': source, 'tgt': reference, 'prediction': prediction}
-            )
-            + '\n'
-        )
+      for example, prediction in zip(examples, predictions):
+        record = {
+            k: v for k, v in example.items() if not k.endswith('_ids')
+        }
+        record['prediction'] = prediction
+        f.write(json.dumps(record, default=str) + '\n')
     os.replace(tmp, path)
     print(f'Wrote {len(predictions)} predictions to {path}', flush=True)
   return path

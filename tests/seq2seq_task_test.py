@@ -205,10 +205,12 @@ class Seq2SeqTaskTest(absltest.TestCase):
   def test_evaluate(self):
     task = _task()
     sentences = ['the cat sat on the mat', 'a quick brown fox jumps']
-    scores = task.evaluate(sentences, sentences)
+    scores = task.evaluate(sentences, [{'tgt': s} for s in sentences])
     self.assertAlmostEqual(scores['bleu'], 100.0, places=4)
     self.assertAlmostEqual(scores['rougeL'], 100.0, places=4)
-    scores = task.evaluate(['the dog ran off'], ['a quick brown fox jumps'])
+    scores = task.evaluate(
+        ['the dog ran off'], [{'tgt': 'a quick brown fox jumps'}]
+    )
     self.assertLess(scores['bleu'], 1.0)
 
   def test_lengths_beyond_max_positions_are_user_errors(self):

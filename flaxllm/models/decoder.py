@@ -15,7 +15,9 @@ each document, so a packed row computes what its documents would alone.
 Cached decoding (`decode=True`, see `layers.MultiHeadAttention`): a first call
 with the full static length creates the cache, then calls with `mutable=
 ['cache']` feed a prompt (prefill) and then one token at a time; rotary
-positions continue from the number of tokens already cached.
+positions continue, per row, from the number of tokens already cached
+(`position_index`, int32 [batch], which `flaxllm.decoding.cache` rolls back
+together with the attention caches' `cache_index`).
 """
 
 from typing import Any, Mapping
@@ -279,11 +281,13 @@ class Decoder(nn.Module):
       else:
         positions = jnp.arange(length, dtype=jnp.int32)[None]
         if decode:
+          # Per row, like the attention caches' index, so that rows can be
+          # rolled back to different lengths.
           has_cache = self.has_variable('cache', 'position_index')
           position_index = self.variable(
-              'cache', 'position_index', lambda: jnp.zeros((), jnp.int32)
+              'cache', 'position_index', lambda: jnp.zeros((batch,), jnp.int32)
           )
-          positions += position_index.value
+          positions = positions + position_index.value[:, None]
           if has_cache:
             position_index.value += length
     positions = jnp.broadcast_to(positions, (batch, length)).astype(jnp.int32)

@@ -221,7 +221,7 @@ class _Stack(nn.Module):
 
     Args:
       ids: int32 [batch, length].
-      positions: int32 [length].
+      positions: int32 [length], or [batch, length] in cached decoding.
       deterministic: disables dropout.
 
     Returns:
@@ -231,6 +231,7 @@ class _Stack(nn.Module):
     hidden = self.embed_tokens(ids)  # [batch, length, embed]
     if cfg.scale_embedding:
       hidden *= cfg.d_model**0.5
+    # [length, embed] or [batch, length, embed]; either broadcasts.
     hidden += layers.LearnedPositionalEmbedding(
         num_positions=cfg.max_positions,
         features=cfg.d_model,
@@ -238,7 +239,7 @@ class _Stack(nn.Module):
         dtype=cfg.dtype,
         param_dtype=cfg.param_dtype,
         name='embed_positions',
-    )(positions)[None]
+    )(positions)
     if cfg.layernorm_embedding:
       hidden = layers.LayerNorm(
           dtype=cfg.dtype,
@@ -360,14 +361,15 @@ class Decoder(_Stack):
     Returns:
       [batch, tgt, embed] in the compute dtype.
     """
-    target_length = decoder_inputs.shape[1]
-    positions = jnp.arange(target_length)
+    batch, target_length = decoder_inputs.shape
+    positions = jnp.arange(target_length)  # [tgt]
     if decode:
+      # Per row, like the self-attention caches' index ([batch]).
       has_cache = self.has_variable('cache', 'position_index')
       position_index = self.variable(
-          'cache', 'position_index', lambda: jnp.zeros((), jnp.int32)
+          'cache', 'position_index', lambda: jnp.zeros((batch,), jnp.int32)
       )
-      positions += position_index.value
+      positions = positions[None] + position_index.value[:, None]
       if has_cache:
         position_index.value += target_length
     hidden = self._embed(decoder_inputs, positions, deterministic)

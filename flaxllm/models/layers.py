@@ -371,6 +371,10 @@ class MultiHeadAttention(nn.Module):
     `inputs_kv`, which later calls reuse instead of projecting again.
   * Later self-attention calls append their tokens (usually one) at
     `cache_index` and attend causally to everything cached so far.
+    `cache_index` is int32 [batch]: each row has its own length, so rows can
+    be rolled back to different lengths (speculative decoding) by lowering
+    their index; positions at or past a row's index are masked out and get
+    overwritten by its next tokens.
 
   Attributes:
     num_heads: number of query heads.
@@ -502,6 +506,10 @@ class MultiHeadAttention(nn.Module):
   ) -> tuple[jax.Array, jax.Array, jax.Array | None]:
     """Creates the self-attention cache, or appends to it and masks it.
 
+    Each row writes its new tokens at its own `cache_index` (int32 [batch])
+    and advances it; the caller must leave room (index + length <= the cache
+    length), since writes past the end are clamped onto earlier positions.
+
     Args:
       key: [batch, length, kv_heads, kv], the new tokens' keys.
       value: [batch, length, kv_heads, kv], the new tokens' values.
@@ -510,33 +518,37 @@ class MultiHeadAttention(nn.Module):
     Returns:
       (key, value, mask): on creation the inputs unchanged; afterwards the
       whole cache ([batch, max_length, kv_heads, kv] each) and a mask
-      [batch or 1, 1, length, max_length] allowing each new token the cached
-      positions up to and including its own.
+      [batch, 1, length, max_length] allowing each new token the cached
+      positions of its row up to and including its own.
     """
+    batch, new_length = key.shape[:2]
     has_cache = self.has_variable('cache', 'cached_key')
     cached_key = self.variable('cache', 'cached_key', jnp.zeros_like, key)
     cached_value = self.variable('cache', 'cached_value', jnp.zeros_like, value)
     cache_index = self.variable(
-        'cache', 'cache_index', lambda: jnp.zeros((), jnp.int32)
+        'cache', 'cache_index', lambda: jnp.zeros((batch,), jnp.int32)
     )
     if not has_cache:
       return key, value, mask
-    index = cache_index.value
-    new_length = key.shape[1]
+    index = cache_index.value  # [batch]
     max_length = cached_key.value.shape[1]
-    start = (0, index, 0, 0)
-    cached_key.value = jax.lax.dynamic_update_slice(
-        cached_key.value, key.astype(cached_key.value.dtype), start
+    write_rows = jax.vmap(
+        lambda cache, new, start: jax.lax.dynamic_update_slice(
+            cache, new, (start, 0, 0)
+        )
     )
-    cached_value.value = jax.lax.dynamic_update_slice(
-        cached_value.value, value.astype(cached_value.value.dtype), start
+    cached_key.value = write_rows(
+        cached_key.value, key.astype(cached_key.value.dtype), index
+    )
+    cached_value.value = write_rows(
+        cached_value.value, value.astype(cached_value.value.dtype), index
     )
     cache_index.value = index + new_length
-    query_positions = index + jnp.arange(new_length)
+    query_positions = index[:, None] + jnp.arange(new_length)  # [batch, length]
     cache_mask = (
-        jnp.arange(max_length)[None, :] <= query_positions[:, None]
-    )  # [length, max_length]
-    cache_mask = cache_mask[None, None, :, :]
+        jnp.arange(max_length)[None, None, :] <= query_positions[:, :, None]
+    )  # [batch, length, max_length]
+    cache_mask = cache_mask[:, None, :, :]
     if mask is not None:
       cache_mask = cache_mask & mask
     return cached_key.value, cached_value.value, cache_mask

@@ -1,10 +1,31 @@
-"""Tasks: one module per training objective (loss_fn, predict, evaluate).
+"""Tasks: one module per training objective, and the protocol the trainer uses.
 
 A task module `flaxllm/tasks/<name>.py` provides
   `task_defaults() -> ConfigDict`   the keys its `config.task` section takes;
   `check_config(config)`            validation of config.task and config.model;
   `build(config, workdir, process_index, process_count) -> (task, data)`.
 `config.task.name` picks the module. The trainer knows nothing else.
+
+The task object:
+  dummy_batch(n)                    numpy batch of the maximum shapes, with
+                                    'example_mask' float32 [n] (0: padding row)
+  init(rng, batch)                  boxed params
+  loss_fn(params, batch, rng[, task_state]) -> (loss, metrics)
+                                    metrics: float32 sums, with 'loss_sum' and
+                                    'denominator'; each other '<x>_sum' is
+                                    reported as <x> ('correct_sum': accuracy);
+                                    a stateful task may add 'observations'
+  eval_metrics(params, batch[, task_state]) -> the same sums
+  predict(params, batch, rng[, task_state]) -> [batch, ...]   (optional)
+  decode_outputs(rows) -> list      (optional; default: tokenizer decoding)
+  evaluate(predictions, examples) -> dict of floats
+  init_task_state() / update_task_state(task_state, observations, step)
+                                    (stateful tasks only: arrays kept in the
+                                    train state and its checkpoints, updated
+                                    inside the jitted step)
+
+The data bundle: `tokenizer`, `examples(split, max_examples)`,
+`train_iterator(...)` (resumable: get_state/set_state) and `eval_batches(...)`.
 """
 
 import importlib

@@ -259,17 +259,18 @@ class Seq2SeqTask:
     )
 
   def evaluate(
-      self, predictions: list[str], references: list[str]
+      self, predictions: list[str], examples: list[dict]
   ) -> dict[str, float]:
-    """Scores decoded predictions against references.
+    """Scores decoded predictions against the examples' targets.
 
     Args:
       predictions: detokenized model outputs.
-      references: the reference target of each prediction.
+      examples: the examples predicted, in order, each with its 'tgt'.
 
     Returns:
       {'bleu': sacreBLEU corpus BLEU, 'rougeL': mean ROUGE-L F1 x 100}.
     """
+    references = [example['tgt'] for example in examples]
     return {
         'bleu': text_metrics.corpus_bleu(predictions, references),
         'rougeL': text_metrics.rouge_l(predictions, references),
