@@ -10,7 +10,12 @@ import ml_collections
 
 from flaxllm.configuration import default_config
 
-__all__ = ['default_config', 'parse_arg', 'encoder_decoder_model']
+__all__ = [
+    'default_config',
+    'parse_arg',
+    'encoder_decoder_model',
+    'decoder_model',
+]
 
 
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
@@ -65,6 +70,39 @@ def encoder_decoder_model(size: str) -> ml_collections.ConfigDict:
   m.scale_embedding = False
   m.tie_embeddings = True
   m.final_logits_bias = True
+  m.dtype = 'float32'  # compute dtype; 'bfloat16' for mixed precision
+  m.param_dtype = 'float32'
+  m.scan_layers = False
+  m.remat = False
+  m.attention_impl = 'xla'
+  return m
+
+
+DECODER_SIZES = {
+    # name: (d_model, heads, kv heads, ffn, layers)
+    'tiny': (128, 4, 2, 384, 2),
+    'small': (256, 8, 4, 688, 4),
+    'tinyllama': (2048, 32, 4, 5632, 22),  # the LLaMA 1.1B shape
+}
+
+
+def decoder_model(size: str) -> ml_collections.ConfigDict:
+  """config.model for a LLaMA-style decoder of a named size."""
+  if size not in DECODER_SIZES:
+    raise ValueError(
+        f'size={size!r} is unknown; use one of {sorted(DECODER_SIZES)}'
+    )
+  d_model, heads, kv_heads, ffn, num_layers = DECODER_SIZES[size]
+  m = ml_collections.ConfigDict()
+  m.family = 'decoder'
+  m.d_model = d_model
+  m.num_heads = heads
+  m.num_kv_heads = kv_heads
+  m.ffn_dim = ffn
+  m.num_layers = num_layers
+  m.max_positions = 2048
+  m.rope_theta = 10000.0
+  m.tie_embeddings = True
   m.dtype = 'float32'  # compute dtype; 'bfloat16' for mixed precision
   m.param_dtype = 'float32'
   m.scan_layers = False

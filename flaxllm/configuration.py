@@ -48,6 +48,10 @@ def default_config() -> ml_collections.ConfigDict:
   )
 
   c.model = ml_collections.ConfigDict()  # filled by each config's family
+  # Start from existing weights: 'hf:/folder' or 'gguf:/file.gguf' (see
+  # flaxllm.models.pretrained). The checkpoint fixes the architecture; only
+  # config.model's run-time keys (dtypes, scan_layers, remat, ...) apply.
+  c.init_from = ''
 
   c.data = ml_collections.ConfigDict()
   c.data.train = 'hpo:def2name:train'  # source specs, see flaxllm.data.sources
@@ -256,6 +260,10 @@ def validate(
           f'data.{split} file {path!r} does not exist; fix'
           f' --config.data.{split}'
       )
+  if config.init_from:
+    from flaxllm.models import pretrained  # pylint: disable=g-import-not-at-top
+
+    pretrained.parse(config.init_from)
   if config.tokenizer.path and not os.path.isdir(config.tokenizer.path):
     raise UserInputError(
         f'tokenizer.path {config.tokenizer.path!r} is not a folder; point it at'
@@ -272,4 +280,5 @@ def model_shape(config: ml_collections.ConfigDict) -> dict[str, Any]:
   } | {
       'vocab_size': config.tokenizer.vocab_size,
       'tokenizer': config.tokenizer.path,
+      'init_from': config.get('init_from', ''),
   }

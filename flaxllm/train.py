@@ -343,7 +343,7 @@ class Evaluator:
     self.task, self.data, self.config = task, data, config
     self.batch_sharding = batch_sharding
     self.placement = placement
-    self.predicts = hasattr(task, 'predict')
+    self.predicts = callable(getattr(task, 'predict', None))
     replicated = sharding.replicated(placement.mesh)
     param_shardings = placement.shardings.params
     extra_shardings = ()
@@ -535,11 +535,49 @@ def setup(config: ml_collections.ConfigDict, workdir: str) -> Run:
   )
 
 
+def load_initial_params(run: Run):
+  """The params of `config.init_from`, placed in the state's shardings."""
+  from flaxllm.models import pretrained  # pylint: disable=g-import-not-at-top
+
+  spec = run.config.init_from
+  shardings = run.placement.shardings.params
+  if hasattr(run.task, 'load_pretrained'):  # a task wrapping the model
+    params = run.task.load_pretrained(spec, shardings)
+  else:
+    params = pretrained.load_params(spec, run.task.model_config, shardings)
+  expected = jax.tree.structure(run.placement.abstract.params)
+  if jax.tree.structure(params) != expected:
+    raise UserInputError(
+        f'init_from {spec!r} does not give the params task'
+        f' {run.config.task.name!r} builds; check model.scan_layers and the'
+        ' checkpoint family'
+    )
+  for path, got, want in zip(
+      jax.tree_util.tree_leaves_with_path(params),
+      jax.tree.leaves(params),
+      jax.tree.leaves(run.placement.abstract.params),
+  ):
+    if got.shape != want.shape:
+      raise UserInputError(
+          f'init_from {spec!r}: param {jax.tree_util.keystr(path[0])} has'
+          f' shape {got.shape}, the model needs {want.shape}'
+      )
+  return params
+
+
 def restore_or_init(run: Run):
-  """Latest checkpoint of the workdir, else a fresh state. -> (state, data_state)."""
+  """Latest checkpoint of the workdir, else a fresh state. -> (state, data_state).
+
+  A fresh state starts from `config.init_from`'s weights when it is set.
+  """
   latest = run.checkpointer.latest_step()
   if latest is None:
-    return run.placement.init(jax.random.PRNGKey(run.config.seed)), None
+    rng = jax.random.PRNGKey(run.config.seed)
+    if run.config.get('init_from'):
+      with jax.set_mesh(run.placement.mesh):
+        state = run.placement.init_from_params(rng, load_initial_params(run))
+      return state, None
+    return run.placement.init(rng), None
   return run.checkpointer.restore(latest, run.placement.abstract)
 
 

@@ -79,6 +79,40 @@ def tiny_config(data: dict[str, str], **train) -> ml_collections.ConfigDict:
   return config
 
 
+def lm_tiny_config(data: dict[str, str], **train) -> ml_collections.ConfigDict:
+  """A causal-LM config (tiny LLaMA, packed rows) on the sort dataset."""
+  from configs import lm  # pylint: disable=g-import-not-at-top
+
+  config = lm.get_config('runlocal')
+  config.model.d_model = 32
+  config.model.num_heads = 4
+  config.model.num_kv_heads = 2
+  config.model.ffn_dim = 64
+  config.model.num_layers = 1
+  config.model.max_positions = 32
+  config.data.train, config.data.eval, config.data.test = (
+      data['train'],
+      data['eval'],
+      data['test'],
+  )
+  config.data.max_source_length = 16
+  config.data.max_target_length = 12
+  config.data.max_eval_examples = 16
+  config.tokenizer.vocab_size = 300
+  config.train.steps = 6
+  config.train.batch_size = 8
+  config.train.eval_batch_size = 8
+  config.train.log_every = 1
+  config.train.eval_every = 0
+  config.train.num_samples = 1
+  config.optimizer.warmup_steps = 2
+  config.checkpoint.every = 0
+  for key, value in train.items():
+    section, name = key.split('__')
+    config[section][name] = value
+  return config
+
+
 def write_config_file(path: str, data: dict[str, str], **train) -> str:
   """A config file for CLI runs that builds `tiny_config(data, **train)`."""
   with open(path, 'w') as f:

@@ -67,11 +67,8 @@ class Seq2SeqData:
         yield example['src']
         yield example['tgt']
 
-    tokenizer = tokenizer_lib.get_or_train_tokenizer(
-        config.tokenizer.path,
-        training_text,
-        config.tokenizer.vocab_size,
-        workdir if save_tokenizer else None,
+    tokenizer = tokenizer_lib.run_tokenizer(
+        config, training_text, workdir if save_tokenizer else None
     )
     collator = collators.Seq2SeqCollator(
         max_source_length=data.max_source_length,

@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from absl import logging
 import numpy as np
@@ -340,3 +340,29 @@ def get_or_train_tokenizer(
   if saved_path:
     tokenizer.save(saved_path)
   return tokenizer
+
+
+def run_tokenizer(
+    config: Any, training_text: Callable[[], Iterable[str]], workdir: str | None
+) -> Tokenizer:
+  """A run's tokenizer: tokenizer.path, else init_from's, else a new BPE.
+
+  Args:
+    config: the run config (tokenizer section and init_from).
+    training_text: yields the texts a new tokenizer is trained on.
+    workdir: where a trained tokenizer is saved and looked for (None: not
+      saved, on processes other than 0).
+
+  Returns:
+    The tokenizer.
+  """
+  if config.get('init_from') and not config.tokenizer.path:
+    from flaxllm.models import pretrained  # pylint: disable=g-import-not-at-top
+
+    return pretrained.load_tokenizer(config.init_from)
+  return get_or_train_tokenizer(
+      config.tokenizer.path,
+      training_text,
+      config.tokenizer.vocab_size,
+      workdir,
+  )

@@ -220,18 +220,19 @@ def _bytes_to_unicode() -> dict[int, str]:
   return mapping
 
 
-def load_gguf(
-    path: str, **overrides: Any
-) -> tuple[decoder.DecoderConfig, dict[str, Any], tokenizer_lib.Tokenizer]:
-  """Loads a LLaMA-architecture GGUF file.
+def read_gguf(
+    path: str, *, tensors: bool = True
+) -> tuple[dict[str, Any], dict[str, np.ndarray], tokenizer_lib.Tokenizer]:
+  """Reads a LLaMA-architecture GGUF file in Hugging Face terms.
 
   Args:
     path: the .gguf file.
-    **overrides: our config fields to set (e.g. dtype, scan_layers).
+    tensors: False reads only the metadata (the state comes back empty).
 
   Returns:
-    (config, params as nested dict of float32 numpy arrays in `Decoder`'s
-    layout, tokenizer).
+    (hf_config, state, tokenizer): a LLaMA config.json dict, the dequantized
+    float32 tensors under their Hugging Face names (Q/K in HF's layout), and
+    the tokenizer built from the file's vocabulary.
 
   Raises:
     UserInputError: on a missing file or an unsupported architecture.
@@ -249,7 +250,7 @@ def load_gguf(
       'self_attn.k_proj.weight': hf_config['num_key_value_heads'],
   }
   state = {}
-  for tensor in reader.tensors:
+  for tensor in reader.tensors if tensors else ():
     name = _hf_name(tensor.name)
     if name is None:
       continue
@@ -259,6 +260,26 @@ def load_gguf(
       if name.endswith(suffix):
         weight = _unpermute(weight, count)
     state[name] = weight
+  return hf_config, state, _byte_level_bpe(meta)
+
+
+def load_gguf(
+    path: str, **overrides: Any
+) -> tuple[decoder.DecoderConfig, dict[str, Any], tokenizer_lib.Tokenizer]:
+  """Loads a LLaMA-architecture GGUF file.
+
+  Args:
+    path: the .gguf file.
+    **overrides: our config fields to set (e.g. dtype, scan_layers).
+
+  Returns:
+    (config, params as nested dict of float32 numpy arrays in `Decoder`'s
+    layout, tokenizer).
+
+  Raises:
+    UserInputError: on a missing file or an unsupported architecture.
+  """
+  hf_config, state, tokenizer = read_gguf(path)
   config = hf_llama.config_from_hf(hf_config, **overrides)
   params = hf_llama.params_from_hf(state, config)
-  return config, params, _byte_level_bpe(meta)
+  return config, params, tokenizer

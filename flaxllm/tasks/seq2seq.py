@@ -29,6 +29,23 @@ from flaxllm.models import encoder_decoder
 Batch = dict[str, Any]
 
 
+def build_model_config(
+    config: ml_collections.ConfigDict, *, vocab_size: int, pad_id: int
+) -> encoder_decoder.EncoderDecoderConfig:
+  """config.model (or config.init_from's checkpoint) as the model config."""
+  fields = config.model.to_dict()
+  fields.pop('family', None)
+  if config.get('init_from'):
+    from flaxllm.models import pretrained  # pylint: disable=g-import-not-at-top
+
+    return pretrained.model_config(
+        config.init_from, encoder_decoder.EncoderDecoderConfig, fields
+    )
+  return encoder_decoder.EncoderDecoderConfig.from_dict(
+      fields, vocab_size=vocab_size, pad_id=pad_id
+  )
+
+
 class Seq2SeqTask:
   """Trains and runs a BART-style encoder-decoder on (source, target) pairs.
 
@@ -61,10 +78,8 @@ class Seq2SeqTask:
       UserInputError: on an invalid model config or lengths beyond
         model.max_positions.
     """
-    model_fields = config.model.to_dict()
-    model_fields.pop('family', None)
-    self.model_config = encoder_decoder.EncoderDecoderConfig.from_dict(
-        model_fields, vocab_size=vocab_size, pad_id=pad_id
+    self.model_config = build_model_config(
+        config, vocab_size=vocab_size, pad_id=pad_id
     )
     self.model = encoder_decoder.EncoderDecoder(self.model_config)
     self.label_smoothing = float(config.task.label_smoothing)
@@ -299,12 +314,11 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         f"config key model.family={family!r} does not fit task 'seq2seq'; use"
         " 'encoder_decoder'"
     )
-  fields = config.model.to_dict()
-  fields.pop('family')
-  model_config = encoder_decoder.EncoderDecoderConfig.from_dict(
-      fields, vocab_size=config.tokenizer.vocab_size, pad_id=1
+  if config.get('init_from'):
+    return  # The checkpoint fixes the architecture; checked when loaded.
+  model_config = build_model_config(
+      config, vocab_size=config.tokenizer.vocab_size, pad_id=1
   )
-  model_config.validate()
   for key in ('max_source_length', 'max_target_length'):
     if config.data[key] > model_config.max_positions:
       raise errors.UserInputError(

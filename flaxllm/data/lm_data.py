@@ -1,0 +1,169 @@
+"""Causal-LM data bundle: sources -> tokenizer -> sequences -> packed batches.
+
+Examples come from the same source specs as seq2seq data (`flaxllm.data.
+sources`); a (src, tgt) pair becomes the document `[bos] src separator tgt
+[eos]`, and a corpus without prompts (`data.source_field = ''`) gives
+`[bos] text [eos]`. Rows hold `data.max_source_length + data.max_target_length`
+tokens; training batches are packed (`task.pack`), evaluation batches hold one
+document per row plus its prompt for generation.
+"""
+
+import dataclasses
+from collections.abc import Iterator
+import functools
+
+import ml_collections
+import numpy as np
+
+from flaxllm.data import collators
+from flaxllm.data import iterator as iterator_lib
+from flaxllm.data import packing
+from flaxllm.data import sources
+from flaxllm.data import tokenizer as tokenizer_lib
+from flaxllm.errors import UserInputError
+
+SPLITS = ('train', 'eval', 'test')
+
+
+def load_split(spec: str, data: ml_collections.ConfigDict) -> list[dict]:
+  """Loads one split's (src, tgt) examples; src is '' without a source field."""
+  if data.source_field:
+    return sources.load_examples(
+        spec,
+        source_field=data.source_field,
+        target_field=data.target_field,
+        on_bad_record=data.on_bad_record,
+    )
+  # No prompts: read the text field as the target, with an empty source.
+  examples = sources.load_examples(
+      spec,
+      source_field=data.target_field,
+      target_field=data.target_field,
+      on_bad_record=data.on_bad_record,
+  )
+  return [{**example, 'src': ''} for example in examples]
+
+
+@dataclasses.dataclass
+class LMData:
+  """Tokenized splits of a text dataset and their next-token batchers."""
+
+  tokenizer: tokenizer_lib.Tokenizer
+  collator: packing.LMCollator
+  splits: dict[str, list[dict]]
+  pack: bool
+
+  @classmethod
+  def from_config(
+      cls,
+      config: ml_collections.ConfigDict,
+      workdir: str | None,
+      *,
+      save_tokenizer: bool = True,
+  ) -> 'LMData':
+    """Loads, tokenizes and checks every configured split.
+
+    Args:
+      config: the run config (data, tokenizer, task.pack, task.loss_on and
+        task.separator are read).
+      workdir: where a trained tokenizer is saved and looked for.
+      save_tokenizer: False on processes other than 0.
+
+    Returns:
+      The data bundle.
+    """
+    data = config.data
+    raw = {
+        split: load_split(data[split], data) for split in SPLITS if data[split]
+    }
+    if 'train' not in raw:
+      raise UserInputError('data.train is empty; name a training source')
+
+    def training_text():
+      for example in raw['train']:
+        if example['src']:
+          yield example['src']
+        yield example['tgt']
+
+    tokenizer = tokenizer_lib.run_tokenizer(
+        config, training_text, workdir if save_tokenizer else None
+    )
+    separator_ids = (
+        tokenizer.encode(config.task.separator) if config.task.separator else []
+    )
+    collator = packing.LMCollator(
+        length=data.max_source_length + data.max_target_length,
+        pad_id=tokenizer.pad_id,
+        sequence_fn=functools.partial(
+            packing.lm_sequence,
+            bos_id=tokenizer.bos_id,
+            eos_id=tokenizer.eos_id,
+            separator_ids=separator_ids,
+            loss_on=config.task.loss_on,
+        ),
+        overlong=data.overlong,
+        prompt_fn=functools.partial(
+            packing.prompt_ids,
+            bos_id=tokenizer.bos_id,
+            separator_ids=separator_ids,
+        ),
+        max_prompt_length=data.max_source_length,
+    )
+    splits = {}
+    for split, examples in raw.items():
+      tokenized = collators.tokenize_pairs(examples, tokenizer)
+      for index, example in enumerate(tokenized):
+        collator.check_length(example, index)  # fail now, not mid-run
+      splits[split] = tokenized
+    return cls(tokenizer, collator, splits, bool(config.task.pack))
+
+  def examples(self, split: str, max_examples: int = 0) -> list[dict]:
+    examples = self.splits[split]
+    return examples[:max_examples] if max_examples else examples
+
+  def train_iterator(
+      self,
+      *,
+      global_batch_size: int,
+      seed: int,
+      process_index: int,
+      process_count: int,
+  ):
+    """Infinite, shuffled, resumable batches (packed when task.pack)."""
+    if self.pack:
+      return packing.PackedIterator(
+          self.splits['train'],
+          self.collator,
+          global_batch_size=global_batch_size,
+          seed=seed,
+          process_index=process_index,
+          process_count=process_count,
+      )
+    collate = dataclasses.replace(self.collator, prompt_fn=None)
+    return iterator_lib.BatchIterator(
+        self.splits['train'],
+        global_batch_size=global_batch_size,
+        collate=collate,
+        seed=seed,
+        shuffle=True,
+        process_index=process_index,
+        process_count=process_count,
+    )
+
+  def eval_batches(
+      self,
+      split: str,
+      *,
+      global_batch_size: int,
+      process_index: int,
+      process_count: int,
+      max_examples: int = 0,
+  ) -> Iterator[dict[str, np.ndarray]]:
+    """One ordered pass over a split, one document (and prompt) per row."""
+    return iterator_lib.eval_batches(
+        self.examples(split, max_examples),
+        global_batch_size=global_batch_size,
+        collate=self.collator,
+        process_index=process_index,
+        process_count=process_count,
+    )
