@@ -181,14 +181,17 @@ class LMTaskTest(absltest.TestCase):
     batch = _collator(task.length, max_prompt_length=8)(examples)
     outputs = np.asarray(jax.jit(task.predict)(params, batch))
     self.assertEqual(outputs.shape, (3, task.max_new_tokens))
+    # Uncached reference: the full causal model over a padded buffer (later
+    # slots cannot affect earlier ones), read at the last real position.
+    full = jax.jit(lambda p, ids: task.model.apply({'params': p}, ids))
     for row in range(3):
       ids = list(batch['prompt'][row, : batch['prompt_length'][row]])
       expected = []
       for _ in range(task.max_new_tokens):
-        logits = task.model.apply(
-            {'params': params}, jnp.asarray([ids], jnp.int32)
-        )
-        token = int(jnp.argmax(logits[0, -1]))
+        buffer = np.zeros((1, task.length), np.int32)
+        buffer[0, : len(ids)] = ids
+        logits = full(params, buffer)
+        token = int(jnp.argmax(logits[0, len(ids) - 1]))
         expected.append(token)
         ids.append(token)
         if token == EOS:
