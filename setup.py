@@ -10,6 +10,7 @@ INSTALL_REQUIRES = [
     "datasets>=3.0",
     "flax>=0.12.8,<0.13",
     "jax>=0.10.2,<0.13",
+    "jinja2>=3.1",
     "matplotlib>=3.8",
     "ml_collections>=1.0",
     "numpy>=1.26",

@@ -5,7 +5,9 @@ sources`); a (src, tgt) pair becomes the document `[bos] src separator tgt
 [eos]`, and a corpus without prompts (`data.source_field = ''`) gives
 `[bos] text [eos]`. Rows hold `data.max_source_length + data.max_target_length`
 tokens; training batches are packed (`task.pack`), evaluation batches hold one
-document per row plus its prompt for generation.
+document per row plus its prompt for generation. With `task.chat_template`
+the prompt is first rendered in an instruction format
+(`flaxllm.data.chat_templates`).
 """
 
 import dataclasses
@@ -15,6 +17,7 @@ import functools
 import ml_collections
 import numpy as np
 
+from flaxllm.data import chat_templates
 from flaxllm.data import collators
 from flaxllm.data import iterator as iterator_lib
 from flaxllm.data import packing
@@ -42,6 +45,17 @@ def load_split(spec: str, data: ml_collections.ConfigDict) -> list[dict]:
       on_bad_record=data.on_bad_record,
   )
   return [{**example, 'src': ''} for example in examples]
+
+
+def apply_template(example: dict, tokenizer, template: str) -> dict:
+  """The example with its prompt rendered in a chat/instruction format."""
+  if not example['src']:
+    return example
+  prompt = chat_templates.render_prompt(tokenizer, example['src'], template)
+  bos = tokenizer.special_tokens().get('bos_token')
+  if bos and prompt.startswith(bos):  # lm_sequence adds bos itself
+    prompt = prompt[len(bos) :]
+  return {**example, 'src': prompt, 'instruction': example['src']}
 
 
 @dataclasses.dataclass
@@ -88,9 +102,17 @@ class LMData:
     tokenizer = tokenizer_lib.run_tokenizer(
         config, training_text, workdir if save_tokenizer else None
     )
+    template = config.task.get('chat_template', 'none')
     separator_ids = (
-        tokenizer.encode(config.task.separator) if config.task.separator else []
+        tokenizer.encode(config.task.separator)
+        if config.task.separator and template == 'none'
+        else []  # a chat template ends where the response starts
     )
+    if template != 'none':
+      raw = {
+          split: [apply_template(e, tokenizer, template) for e in examples]
+          for split, examples in raw.items()
+      }
     collator = packing.LMCollator(
         length=data.max_source_length + data.max_target_length,
         pad_id=tokenizer.pad_id,
@@ -109,9 +131,23 @@ class LMData:
         ),
         max_prompt_length=data.max_source_length,
     )
+    # A prompt longer than its budget keeps its end (where an instruction
+    # template puts the response header), so the response is never cut.
+    prompt_budget = data.max_source_length - 1 - len(separator_ids)
     splits = {}
     for split, examples in raw.items():
       tokenized = collators.tokenize_pairs(examples, tokenizer)
+      for index, example in enumerate(tokenized):
+        if len(example['src_ids']) <= prompt_budget:
+          continue
+        if data.overlong == 'error':
+          raise UserInputError(
+              f'{split} example {example.get("id", f"#{index}")} has a'
+              f' {len(example["src_ids"])}-token prompt, over'
+              f' data.max_source_length={data.max_source_length} (bos and'
+              " separator included); raise it or set data.overlong='truncate'"
+          )
+        example['src_ids'] = example['src_ids'][-prompt_budget:]
       for index, example in enumerate(tokenized):
         collator.check_length(example, index)  # fail now, not mid-run
       splits[split] = tokenized

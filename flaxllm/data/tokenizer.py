@@ -57,6 +57,7 @@ class Tokenizer:
       eos_token: str = '</s>',
       unk_token: str = '<unk>',
       mask_token: str | None = '<mask>',
+      chat_template: str | None = None,
   ):
     """Wraps a tokenizer.
 
@@ -68,11 +69,14 @@ class Tokenizer:
       eos_token: the end-of-sequence token.
       unk_token: the unknown token.
       mask_token: the mask token; None or missing gives mask_id None.
+      chat_template: the Jinja chat template the tokenizer ships, if any
+        (see `flaxllm.data.chat_templates`).
 
     Raises:
       UserInputError: bos, eos or unk is not in the vocabulary.
     """
     self._tokenizer = tokenizer
+    self.chat_template = chat_template
     self._tokens = {
         'bos_token': bos_token,
         'pad_token': pad_token,
@@ -97,6 +101,10 @@ class Tokenizer:
         [token for token in self._tokens.values() if token is not None]
     )
     self.vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
+
+  def special_tokens(self) -> dict[str, str]:
+    """{'bos_token': '<s>', 'eos_token': ..., ...}, roles without one left out."""
+    return {role: token for role, token in self._tokens.items() if token}
 
   def _optional_id(self, role: str) -> int | None:
     token = self._tokens[role]
@@ -172,6 +180,8 @@ class Tokenizer:
           'add_prefix_space': False,
           **special_tokens,
       }
+      if self.chat_template:
+        config['chat_template'] = self.chat_template
       for name, content in (
           ('tokenizer_config.json', config),
           ('special_tokens_map.json', special_tokens),
@@ -257,6 +267,23 @@ def _read_special_tokens(path: str) -> dict[str, str | None]:
   return special_tokens
 
 
+def _read_chat_template(path: str) -> str | None:
+  """The chat template of a folder's tokenizer_config.json, if it has one.
+
+  Hugging Face stores either one template string or a list of named ones;
+  the list's 'default' template (else its first) is used.
+  """
+  config_path = os.path.join(path, 'tokenizer_config.json')
+  if not os.path.isfile(config_path):
+    return None
+  with open(config_path, encoding='utf-8') as f:
+    template = json.load(f).get('chat_template')
+  if isinstance(template, list):
+    named = {t.get('name'): t.get('template') for t in template}
+    template = named.get('default') or next(iter(named.values()), None)
+  return template if isinstance(template, str) else None
+
+
 def _byte_level_bpe_from_files(
     vocab_path: str, merges_path: str
 ) -> tokenizers.Tokenizer:
@@ -308,7 +335,11 @@ def load_tokenizer(path: str) -> Tokenizer:
     raise UserInputError(
         f'cannot read the tokenizer in {path} ({error}); re-save it'
     ) from None
-  return Tokenizer(tokenizer, **_read_special_tokens(path))
+  return Tokenizer(
+      tokenizer,
+      **_read_special_tokens(path),
+      chat_template=_read_chat_template(path),
+  )
 
 
 def get_or_train_tokenizer(

@@ -200,6 +200,7 @@ def _byte_level_bpe(meta: dict[str, Any]) -> tokenizer_lib.Tokenizer:
       pad_token=token('padding_token_id'),
       unk_token=token('unknown_token_id', eos),
       mask_token=None,
+      chat_template=meta.get('tokenizer.chat_template'),
   )
 
 

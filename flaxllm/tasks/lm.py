@@ -23,6 +23,7 @@ import ml_collections
 import numpy as np
 
 from flaxllm import errors
+from flaxllm.data import chat_templates
 from flaxllm.data import packing
 from flaxllm.eval import text_metrics
 from flaxllm.models import decoder
@@ -248,13 +249,22 @@ def task_defaults() -> ml_collections.ConfigDict:
       'pack': True,
       # 'all': every token is a target; 'target': only the response + eos.
       'loss_on': 'all',
-      # Text between a prompt and its response.
+      # Text between a prompt and its response (unused with a template).
       'separator': '\n',
+      # Prompt format: 'none', 'alpaca', 'tokenizer' (its chat template) or
+      # 'auto' (the tokenizer's when it has one, else Alpaca's).
+      'chat_template': 'none',
   })
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
   """Validates config.task and config.model without building anything."""
+  template = config.task.get('chat_template', 'none')
+  if template not in chat_templates.TEMPLATES:
+    raise errors.UserInputError(
+        f'config key task.chat_template={template!r}; use one of'
+        f' {chat_templates.TEMPLATES}'
+    )
   if config.task.get('loss_on', 'all') not in packing.LOSS_ON:
     raise errors.UserInputError(
         f'config key task.loss_on={config.task.loss_on!r}; use one of'
