@@ -21,6 +21,7 @@ INSTALL_REQUIRES = [
     "rouge-score>=0.1.2",
     "sacrebleu>=2.4",
     "safetensors>=0.4",
+    "scikit-learn>=1.3",
     "scipy>=1.11",
     "tensorboardX>=2.6",
     "tokenizers>=0.20",
