@@ -52,14 +52,14 @@ class SourcesTest(parameterized.TestCase):
     path = self._write('pairs.json', '\n' + json.dumps(_GOOD_ROWS[0]) + '\n\n')
     self.assertEqual(sources.load_examples(path), _EXPECTED[:1])
 
-  def test_renamed_fields_and_no_id(self):
+  def test_renamed_fields_no_id_and_extra_fields_carried(self):
     path = self._write_jsonl(
         'qa.jsonl', [{'question': 'q1', 'answer': 'a1', 'extra': 3}]
     )
     examples = sources.load_examples(
         path, source_field='question', target_field='answer'
     )
-    self.assertEqual(examples, [{'src': 'q1', 'tgt': 'a1'}])
+    self.assertEqual(examples, [{'src': 'q1', 'tgt': 'a1', 'extra': 3}])
 
   @parameterized.parameters('{path}', 'csv:{path}')
   def test_csv(self, spec):

@@ -4,14 +4,16 @@ A spec names where examples come from:
 
   hpo:def2name:<split>        the embedded HPO, definition -> name
   hpo:name2syn:<split>        the embedded HPO, name -> exact synonym
+  synthetic:<ability>:<split>:<count>   generated instruction data (math,
+                              code or general; see flaxllm.data.synthetic_sft)
   jsonl:/path, x.jsonl/.json  one JSON object per line
   csv:/path, x.csv            a header row, then one record per row
   parquet:/path, x.parquet    one record per row
   disk:/path[:split]          a Hugging Face dataset saved with save_to_disk
   tfds:name:split[@data_dir]  a TFDS dataset prepared as array_record files
 
-Every form yields `{'src': str, 'tgt': str}` dicts (plus 'id' when the record
-has one). Records that cannot be used (bad JSON, missing or empty fields) are
+Every form yields `{'src': str, 'tgt': str}` dicts (plus 'id' and the record's
+other scalar fields, e.g. a checker's 'answer' or 'test'). Records that cannot be used (bad JSON, missing or empty fields) are
 reported with their file and line or row, then fail the load or are skipped,
 as `on_bad_record` says. Nothing here reaches a network.
 """
@@ -203,6 +205,23 @@ def _read_hpo(spec: str) -> Iterator[_LocatedRecord]:
     yield f'hpo:{task}:{split} {pair["id"]}', pair
 
 
+def _read_synthetic(spec: str) -> Iterator[_LocatedRecord]:
+  """Yields generated instruction examples ('math:train:2000', ...)."""
+  from flaxllm.data import synthetic_sft  # pylint: disable=g-import-not-at-top
+
+  parts = spec.split(':')
+  if len(parts) != 3 or not parts[2].isdigit():
+    raise UserInputError(
+        f'synthetic:{spec} is not synthetic:<ability>:<split>:<count>, e.g.'
+        ' synthetic:math:train:2000'
+    )
+  ability, split, count = parts[0], parts[1], int(parts[2])
+  for index, example in enumerate(
+      synthetic_sft.examples(ability, count, split)
+  ):
+    yield f'synthetic:{spec} #{index}', example
+
+
 def _read_records(
     spec: str, fields: tuple[str, ...]
 ) -> Iterator[_LocatedRecord]:
@@ -210,6 +229,8 @@ def _read_records(
   kind, separator, rest = spec.partition(':')
   if separator and kind == 'hpo':
     return _read_hpo(rest)
+  if separator and kind == 'synthetic':
+    return _read_synthetic(rest)
   if separator and kind == 'jsonl':
     return _read_jsonl(rest)
   if separator and kind == 'csv':
@@ -228,8 +249,9 @@ def _read_records(
   if extension == '.parquet':
     return _read_parquet(spec, fields)
   raise UserInputError(
-      f'unknown data source {spec!r}; use hpo:, jsonl:, csv:, parquet:,'
-      ' disk: or tfds:, or a path ending in .jsonl, .json, .csv or .parquet'
+      f'unknown data source {spec!r}; use hpo:, synthetic:, jsonl:, csv:,'
+      ' parquet:, disk: or tfds:, or a path ending in .jsonl, .json, .csv or'
+      ' .parquet'
   )
 
 
@@ -265,6 +287,10 @@ def _to_example(
     example[key] = value
   if record.get('id') is not None:
     example['id'] = record['id']
+  for key, value in record.items():  # what checkers and outputs may need
+    if key not in example and key not in (source_field, target_field):
+      if isinstance(value, (str, int, float, bool)):
+        example[key] = value
   return example
 
 

@@ -25,6 +25,7 @@ import numpy as np
 from flaxllm import errors
 from flaxllm.data import chat_templates
 from flaxllm.data import packing
+from flaxllm.eval import ability_scores
 from flaxllm.eval import text_metrics
 from flaxllm.models import decoder
 
@@ -227,7 +228,14 @@ class LMTask:
   def evaluate(
       self, predictions: list[str], examples: list[dict]
   ) -> dict[str, float]:
-    """BLEU and ROUGE-L of the continuations against the examples' targets."""
+    """Continuation scores against the examples' targets.
+
+    Examples with a 'kind' (math, code, general) are scored by their
+    ability's checker (`flaxllm.eval.ability_scores`); the rest by BLEU and
+    ROUGE-L.
+    """
+    if any('kind' in example for example in examples):
+      return ability_scores.score_by_kind(predictions, examples)
     references = [example['tgt'] for example in examples]
     return {
         'bleu': text_metrics.corpus_bleu(predictions, references),
