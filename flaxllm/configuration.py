@@ -159,9 +159,15 @@ def _check_positive(config, *names):
       )
 
 
+def _spec_paths(spec: str) -> list[str]:
+  """The local paths a (';'-joined) data source spec reads."""
+  paths = [_spec_path(part.strip()) for part in spec.split(';')]
+  return [path for path in paths if path is not None]
+
+
 def _spec_path(spec: str) -> str | None:
   """The local path a data source spec reads, if it names one."""
-  if not spec or spec.startswith('hpo:') or spec.startswith('tfds:'):
+  if not spec or spec.startswith(('hpo:', 'tfds:', 'synthetic:')):
     return None
   kind, sep, rest = spec.partition(':')
   if sep and kind in ('jsonl', 'json', 'csv', 'parquet', 'disk'):
@@ -254,12 +260,12 @@ def validate(
 
   # Paths.
   for split in ('train', 'eval', 'test'):
-    path = _spec_path(config.data[split])
-    if path is not None and not os.path.exists(path):
-      raise UserInputError(
-          f'data.{split} file {path!r} does not exist; fix'
-          f' --config.data.{split}'
-      )
+    for path in _spec_paths(config.data[split]):
+      if not os.path.exists(path):
+        raise UserInputError(
+            f'data.{split} file {path!r} does not exist; fix'
+            f' --config.data.{split}'
+        )
   if config.init_from:
     from flaxllm.models import pretrained  # pylint: disable=g-import-not-at-top
 

@@ -234,9 +234,7 @@ def make_train_step(
     first = jax.tree.map(lambda x: x[0], micro)
     metric_zeros = jax.tree.map(
         jnp.zeros_like,
-        jax.eval_shape(
-            lambda: microbatch_grads(params, first, rng, *extra)[0]
-        ),
+        jax.eval_shape(lambda: microbatch_grads(params, first, rng, *extra)[0]),
     )
     (grad_sum, metrics), _ = jax.lax.scan(
         body, (zeros, metric_zeros), (jnp.arange(accum), micro)
@@ -626,6 +624,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   preemption = PreemptionWatch()
   history, tokens = [], 0.0
   multi_process = jax.process_count() > 1
+  stage_ends = set(getattr(run.data, 'checkpoint_steps', ()))
   try:
     with jax.set_mesh(run.placement.mesh), nn.logical_axis_rules(
         run.placement.rules
@@ -643,7 +642,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         history.append(metrics)
         profile.after_step(step)
         step += 1
-        run.checkpointer.save(step, state, train_iter.get_state())
+        run.checkpointer.save(
+            step,
+            state,
+            train_iter.get_state(),
+            force=step in stage_ends,  # a data stage ended here
+        )
         at_log = (
             step % config.train.log_every == 0 or step == config.train.steps
         )
@@ -775,9 +779,7 @@ def predict_only(config: ml_collections.ConfigDict, workdir: str) -> str:
     tmp = f'{path}.tmp-{os.getpid()}'
     with open(tmp, 'w') as f:
       for example, prediction in zip(examples, predictions):
-        record = {
-            k: v for k, v in example.items() if not k.endswith('_ids')
-        }
+        record = {k: v for k, v in example.items() if not k.endswith('_ids')}
         record['prediction'] = prediction
         f.write(json.dumps(record, default=str) + '\n')
     os.replace(tmp, path)

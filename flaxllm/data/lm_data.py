@@ -29,7 +29,17 @@ SPLITS = ('train', 'eval', 'test')
 
 
 def load_split(spec: str, data: ml_collections.ConfigDict) -> list[dict]:
-  """Loads one split's (src, tgt) examples; src is '' without a source field."""
+  """Loads one split's (src, tgt) examples; src is '' without a source field.
+
+  `spec` may join several source specs with ';' (their examples in order).
+  """
+  if ';' in spec:
+    return [
+        example
+        for part in spec.split(';')
+        if part.strip()
+        for example in load_split(part.strip(), data)
+    ]
   if data.source_field:
     return sources.load_examples(
         spec,
@@ -58,14 +68,46 @@ def apply_template(example: dict, tokenizer, template: str) -> dict:
   return {**example, 'src': prompt, 'instruction': example['src']}
 
 
+def parse_sources(text: str) -> dict[str, str]:
+  """'math=spec,code=spec' -> {'math': 'spec', 'code': 'spec'}."""
+  sources_by_name = {}
+  for item in filter(None, (part.strip() for part in text.split(','))):
+    name, separator, spec = item.partition('=')
+    if not separator or not name.strip() or not spec.strip():
+      raise UserInputError(
+          f'task.sources item {item!r} is not name=spec; e.g.'
+          " 'math=synthetic:math:train:2000,general=hpo:def2name:train'"
+      )
+    sources_by_name[name.strip()] = spec.strip()
+  return sources_by_name
+
+
+def stage_boundaries(sizes: list[int], total_steps: int) -> tuple[int, ...]:
+  """Steps at which each stage ends: the steps split in proportion to sizes."""
+  total = sum(sizes)
+  ends, running = [], 0
+  for size in sizes:
+    running += size
+    ends.append(round(total_steps * running / total))
+  return tuple(ends)
+
+
 @dataclasses.dataclass
 class LMData:
-  """Tokenized splits of a text dataset and their next-token batchers."""
+  """Tokenized splits of a text dataset and their next-token batchers.
+
+  With `task.sources` (the sft task) the training data are named sources that
+  a recipe (`flaxllm.recipes.dmt`) schedules into stages; `stages` holds each
+  stage's examples and `checkpoint_steps` the steps where stages end, which
+  the trainer checkpoints.
+  """
 
   tokenizer: tokenizer_lib.Tokenizer
   collator: packing.LMCollator
   splits: dict[str, list[dict]]
   pack: bool
+  stages: list | None = None  # [(name, examples)] in training order
+  checkpoint_steps: tuple[int, ...] = ()
 
   @classmethod
   def from_config(
@@ -90,6 +132,10 @@ class LMData:
     raw = {
         split: load_split(data[split], data) for split in SPLITS if data[split]
     }
+    named = parse_sources(config.task.get('sources', ''))
+    by_source = {name: load_split(spec, data) for name, spec in named.items()}
+    if by_source:  # the stages' examples are the training split
+      raw['train'] = [e for examples in by_source.values() for e in examples]
     if 'train' not in raw:
       raise UserInputError('data.train is empty; name a training source')
 
@@ -113,6 +159,10 @@ class LMData:
           split: [apply_template(e, tokenizer, template) for e in examples]
           for split, examples in raw.items()
       }
+      by_source = {
+          name: [apply_template(e, tokenizer, template) for e in examples]
+          for name, examples in by_source.items()
+      }
     collator = packing.LMCollator(
         length=data.max_source_length + data.max_target_length,
         pad_id=tokenizer.pad_id,
@@ -134,8 +184,8 @@ class LMData:
     # A prompt longer than its budget keeps its end (where an instruction
     # template puts the response header), so the response is never cut.
     prompt_budget = data.max_source_length - 1 - len(separator_ids)
-    splits = {}
-    for split, examples in raw.items():
+
+    def prepare(split, examples):
       tokenized = collators.tokenize_pairs(examples, tokenizer)
       for index, example in enumerate(tokenized):
         if len(example['src_ids']) <= prompt_budget:
@@ -150,8 +200,31 @@ class LMData:
         example['src_ids'] = example['src_ids'][-prompt_budget:]
       for index, example in enumerate(tokenized):
         collator.check_length(example, index)  # fail now, not mid-run
-      splits[split] = tokenized
-    return cls(tokenizer, collator, splits, bool(config.task.pack))
+      return tokenized
+
+    splits = {
+        split: prepare(split, examples) for split, examples in raw.items()
+    }
+    stages, checkpoint_steps = None, ()
+    if by_source:
+      from flaxllm.recipes import dmt  # pylint: disable=g-import-not-at-top
+
+      composed = dmt.stages_from_config(
+          config.task.recipe,
+          {name: prepare(name, ex) for name, ex in by_source.items()},
+      )
+      stages = [(stage.name, stage.examples) for stage in composed]
+      checkpoint_steps = stage_boundaries(
+          [len(examples) for _, examples in stages], config.train.steps
+      )[:-1]
+    return cls(
+        tokenizer,
+        collator,
+        splits,
+        bool(config.task.pack),
+        stages,
+        checkpoint_steps,
+    )
 
   def examples(self, split: str, max_examples: int = 0) -> list[dict]:
     examples = self.splits[split]
@@ -166,9 +239,40 @@ class LMData:
       process_count: int,
   ):
     """Infinite, shuffled, resumable batches (packed when task.pack)."""
+    if self.stages is not None:
+      return packing.StagedIterator(
+          [
+              self._iterator(
+                  examples,
+                  global_batch_size=global_batch_size,
+                  seed=seed + index,
+                  process_index=process_index,
+                  process_count=process_count,
+              )
+              for index, (_, examples) in enumerate(self.stages)
+          ],
+          self.checkpoint_steps,
+      )
+    return self._iterator(
+        self.splits['train'],
+        global_batch_size=global_batch_size,
+        seed=seed,
+        process_index=process_index,
+        process_count=process_count,
+    )
+
+  def _iterator(
+      self,
+      examples,
+      *,
+      global_batch_size: int,
+      seed: int,
+      process_index: int,
+      process_count: int,
+  ):
     if self.pack:
       return packing.PackedIterator(
-          self.splits['train'],
+          examples,
           self.collator,
           global_batch_size=global_batch_size,
           seed=seed,
@@ -177,7 +281,7 @@ class LMData:
       )
     collate = dataclasses.replace(self.collator, prompt_fn=None)
     return iterator_lib.BatchIterator(
-        self.splits['train'],
+        examples,
         global_batch_size=global_batch_size,
         collate=collate,
         seed=seed,

@@ -250,3 +250,44 @@ class PackedIterator:
     self._epoch = int(state['epoch'])
     self._position = int(state['position'])
     self._order = self._epoch_order(self._epoch)
+
+
+class StagedIterator:
+  """Batches of one iterator per training stage, switching at fixed steps.
+
+  Stage i feeds the steps [ends[i-1], ends[i]); the last stage runs on for
+  as long as it is asked. The state records the stage, the steps taken and
+  the stage iterator's own state, so a run resumes inside either stage.
+  """
+
+  def __init__(self, iterators: list, ends: tuple[int, ...]):
+    if len(ends) != len(iterators) - 1:
+      raise ValueError(
+          f'{len(iterators)} stages need {len(iterators) - 1} ends'
+      )
+    self._iterators = iterators
+    self._ends = tuple(ends)
+    self._step = 0
+
+  @property
+  def stage(self) -> int:
+    return sum(self._step >= end for end in self._ends)
+
+  def __iter__(self) -> 'StagedIterator':
+    return self
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    batch = next(self._iterators[self.stage])
+    self._step += 1
+    return batch
+
+  def get_state(self) -> dict:
+    return {
+        'step': self._step,
+        'stages': [iterator.get_state() for iterator in self._iterators],
+    }
+
+  def set_state(self, state: dict) -> None:
+    self._step = int(state['step'])
+    for iterator, inner in zip(self._iterators, state['stages']):
+      iterator.set_state(inner)
