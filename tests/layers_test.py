@@ -101,7 +101,7 @@ class MultiHeadAttentionTest(parameterized.TestCase):
         {'params': params}, inputs, decode=True, mutable=['cache']
     )
     cache = variables['cache']
-    self.assertEqual(int(cache['cache_index']), 0)
+    np.testing.assert_array_equal(cache['cache_index'], [0] * BATCH)
     step_outputs = []
     for position in range(LENGTH):
       output, variables = module.apply(
@@ -112,7 +112,7 @@ class MultiHeadAttentionTest(parameterized.TestCase):
       )
       cache = variables['cache']
       step_outputs.append(output)
-    self.assertEqual(int(cache['cache_index']), LENGTH)
+    np.testing.assert_array_equal(cache['cache_index'], [LENGTH] * BATCH)
     np.testing.assert_allclose(
         jnp.concatenate(step_outputs, axis=1), full, atol=1e-5
     )

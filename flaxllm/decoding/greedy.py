@@ -1,18 +1,17 @@
 """Greedy decoding: emit the most likely next token until eos or max_length.
 
-Like every sampler of the project it only sees the model through
-`tokens_to_logits(params, ids, cache) -> (logits, cache)`, where `ids`
-int32 [batch, 1] is the last token and `logits` float32 [batch, vocab] scores
-the next one. Params travel as an argument (not a closure) so that decoders
-over two models (speculative, contrastive) pass both as plain values. The loop is a `lax.while_loop` over static shapes, so it jits.
+The model is seen only through `tokens_to_logits(params, ids, cache) ->
+(logits, cache)` (see `sampling`); greedy decoding is `sampling.sample_decode`
+at temperature 0, kept under its own name for its callers.
 """
 
-from typing import Any, Callable
+from typing import Any
 
 import jax
-import jax.numpy as jnp
 
-TokensToLogits = Callable[[Any, jax.Array, Any], tuple[jax.Array, Any]]
+from flaxllm.decoding import sampling
+
+TokensToLogits = sampling.TokensToLogits
 
 
 def greedy_decode(
@@ -28,7 +27,7 @@ def greedy_decode(
   """Decodes greedily from `start_ids`.
 
   Args:
-    tokens_to_logits: the model's step function (see the module docstring).
+    tokens_to_logits: the model's step function (see `sampling`).
     params: passed through to `tokens_to_logits`.
     cache: the model state `tokens_to_logits` threads through (a KV cache, or
       anything else, or None).
@@ -42,27 +41,13 @@ def greedy_decode(
     int32 [batch, max_length]: the generated tokens. The loop stops early once
     every row has emitted eos; the remaining positions hold `pad_id`.
   """
-  batch_size = start_ids.shape[0]
-
-  def not_done(state):
-    step, _, _, _, finished = state
-    return (step < max_length) & ~jnp.all(finished)
-
-  def decode_step(state):
-    step, last_ids, cache, output, finished = state
-    logits, cache = tokens_to_logits(params, last_ids[:, None], cache)
-    next_ids = jnp.argmax(logits, axis=-1).astype(jnp.int32)  # [batch]
-    next_ids = jnp.where(finished, pad_id, next_ids)
-    output = output.at[:, step].set(next_ids)
-    finished |= next_ids == eos_id
-    return step + 1, next_ids, cache, output, finished
-
-  initial_state = (
-      jnp.zeros((), jnp.int32),
-      start_ids.astype(jnp.int32),
+  return sampling.sample_decode(
+      tokens_to_logits,
+      params,
       cache,
-      jnp.full((batch_size, max_length), pad_id, jnp.int32),
-      jnp.zeros((batch_size,), jnp.bool_),
+      start_ids,
+      max_length=max_length,
+      eos_id=eos_id,
+      pad_id=pad_id,
+      temperature=0.0,
   )
-  _, _, _, output, _ = jax.lax.while_loop(not_done, decode_step, initial_state)
-  return output
