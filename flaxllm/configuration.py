@@ -170,9 +170,20 @@ def _spec_path(spec: str) -> str | None:
   if not spec or spec.startswith(('hpo:', 'tfds:', 'synthetic:')):
     return None
   kind, sep, rest = spec.partition(':')
-  if sep and kind in ('jsonl', 'json', 'csv', 'parquet', 'disk'):
+  if sep and kind == 'glue':  # glue:<task>:<split>@<dir> | glue:<task>:<file>
+    split, at, folder = rest.partition(':')[2].partition('@')
+    return folder if at else split
+  if sep and kind in (
+      'jsonl',
+      'json',
+      'csv',
+      'parquet',
+      'disk',
+      'text',
+      'pubmedqa',
+  ):
     spec = rest
-    if kind == 'disk' and ':' in spec:
+    if kind in ('disk', 'pubmedqa') and ':' in spec:
       spec = spec.rsplit(':', 1)[0]
   return spec
 

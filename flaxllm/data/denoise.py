@@ -230,9 +230,9 @@ def word_start_table(tokenizer: Any) -> np.ndarray:
   Returns:
     bool [vocab_size].
   """
-  return np.array(
-      [tokenizer.decode([i]).startswith(' ') for i in range(tokenizer.vocab_size)]
-  )
+  return np.array([
+      tokenizer.decode([i]).startswith(' ') for i in range(tokenizer.vocab_size)
+  ])
 
 
 def document_rng(
@@ -277,7 +277,7 @@ def _sentence_bounds(content: np.ndarray, full_stop_id: int) -> np.ndarray:
 class DenoisingCollator:
   """Noises tokenized documents and pads them into seq2seq batches.
 
-  Examples are dicts with 'ids' (the document's token ids, no specials) and
+  Examples are dicts with 'text_ids' (the document's token ids, no specials) and
   'index' (its position in its split, which seeds its noise).
   """
 
@@ -337,8 +337,8 @@ class DenoisingCollator:
     self.max_target_length = max_target_length
     self.bos_id, self.eos_id, self.pad_id = bos_id, eos_id, pad_id
     self.mask_id = mask_id
-    self.decoder_start_id = eos_id if decoder_start_id is None else (
-        decoder_start_id
+    self.decoder_start_id = (
+        eos_id if decoder_start_id is None else (decoder_start_id)
     )
     self.full_stop_id = full_stop_id
     specials = {bos_id, eos_id, pad_id, mask_id, *special_ids}
@@ -368,9 +368,7 @@ class DenoisingCollator:
       int32 [min(len(ids) + 2, max_target_length)].
     """
     body = np.asarray(ids[: self.max_target_length - 2], np.int32)
-    return np.concatenate([[self.bos_id], body, [self.eos_id]]).astype(
-        np.int32
-    )
+    return np.concatenate([[self.bos_id], body, [self.eos_id]]).astype(np.int32)
 
   def noise_document(
       self, tokens: np.ndarray, rng: np.random.Generator
@@ -486,9 +484,7 @@ class DenoisingCollator:
     ends_here = np.bincount(span_ends, minlength=num_units + 1)
     unit_masked = np.cumsum(starts_here - ends_here)[:num_units] > 0
     # A span opens (gets the <mask>) unless an earlier span still runs there.
-    earlier_end = np.concatenate(
-        [[0], np.maximum.accumulate(span_ends)[:-1]]
-    )
+    earlier_end = np.concatenate([[0], np.maximum.accumulate(span_ends)[:-1]])
     unit_opens = np.zeros((num_units,), bool)
     unit_opens[span_starts[span_starts >= earlier_end]] = True
     # Each unit takes the random flag of the latest span started at or
@@ -606,7 +602,7 @@ class DenoisingCollator:
 
   def lengths(self, example: dict) -> tuple[int, int]:
     """(source bound, target length) of an example, for length bucketing."""
-    target = min(len(example['ids']) + 2, self.max_target_length)
+    target = min(len(example['text_ids']) + 2, self.max_target_length)
     return min(self.max_noised_length(target), self.max_source_length), target
 
   def __call__(
@@ -622,7 +618,7 @@ class DenoisingCollator:
     """Noises and pads a batch of documents.
 
     Args:
-      examples: dicts with 'ids' and 'index'.
+      examples: dicts with 'text_ids' and 'index'.
       source_length: padded source length; default (and cap) the maximum.
       target_length: padded target length; default (and cap) the maximum.
       seed: the data seed.
@@ -650,7 +646,7 @@ class DenoisingCollator:
     targets = np.full((batch_size, target_length), self.pad_id, np.int32)
     target_mask = np.zeros((batch_size, target_length), np.float32)
     for row, example in enumerate(examples):
-      target = self.document_tokens(example['ids'])
+      target = self.document_tokens(example['text_ids'])
       if len(target) > target_length:
         raise ValueError(
             f'row {row} has {len(target)} target tokens but the batch was'

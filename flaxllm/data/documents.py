@@ -212,7 +212,7 @@ class DocumentsData:
   Attributes:
     tokenizer: the tokenizer.
     collator: noises and pads documents.
-    splits: split -> {'id', 'text', 'ids', 'index'} dicts.
+    splits: split -> {'id', 'text', 'text_ids', 'index'} dicts.
     bucket_boundaries: padded lengths for length bucketing (may be empty).
     seed: seeds the fixed evaluation noise.
   """
@@ -240,7 +240,8 @@ class DocumentsData:
       config: the run config: data.{train,eval,test} document specs,
         data.max_source_length / max_target_length / bucket_boundaries,
         tokenizer.*, seed, and the noise keys of config.task (see
-        `denoise.NoiseConfig`) plus task.full_stop_id (-1: the id of '.').
+        `denoise.NoiseConfig`) plus task.full_stop_id (-1: the id of '.');
+        with init_from and no tokenizer.path, the checkpoint's tokenizer.
       workdir: where a trained tokenizer is saved and looked for.
       save_tokenizer: False on processes other than 0.
 
@@ -253,10 +254,9 @@ class DocumentsData:
     }
     if 'train' not in raw:
       raise UserInputError('data.train is empty; name a document source')
-    tokenizer = tokenizer_lib.get_or_train_tokenizer(
-        config.tokenizer.path,
+    tokenizer = tokenizer_lib.run_tokenizer(
+        config,
         lambda: (document['text'] for document in raw['train']),
-        config.tokenizer.vocab_size,
         workdir if save_tokenizer else None,
     )
     collator = make_collator(config, tokenizer)
@@ -264,7 +264,7 @@ class DocumentsData:
     for split, documents in raw.items():
       token_ids = tokenizer.encode_batch([d['text'] for d in documents])
       splits[split] = [
-          {**document, 'ids': np.asarray(ids, np.int32), 'index': index}
+          {**document, 'text_ids': np.asarray(ids, np.int32), 'index': index}
           for index, (document, ids) in enumerate(zip(documents, token_ids))
       ]
     return cls(
@@ -283,7 +283,7 @@ class DocumentsData:
       max_examples: keep only the first ones; 0 keeps all.
 
     Returns:
-      Dicts with 'id', 'text', 'ids', 'index', 'src' and 'tgt'.
+      Dicts with 'id', 'text', 'text_ids', 'index', 'src' and 'tgt'.
     """
     examples = self._displayed(split)
     return examples[:max_examples] if max_examples else examples
@@ -299,7 +299,7 @@ class DocumentsData:
     collator = self.collator
     displayed = []
     for example in self.splits[split]:
-      target = collator.document_tokens(example['ids'])
+      target = collator.document_tokens(example['text_ids'])
       rng = denoise.document_rng(
           self.seed, 0, example['index'], denoise.EVAL_STREAM
       )

@@ -335,6 +335,9 @@ def load_tokenizer(path: str) -> Tokenizer:
     raise UserInputError(
         f'cannot read the tokenizer in {path} ({error}); re-save it'
     ) from None
+  # Batching pads and truncates; a saved tokenizer.json may carry its own.
+  tokenizer.no_padding()
+  tokenizer.no_truncation()
   return Tokenizer(
       tokenizer,
       **_read_special_tokens(path),

@@ -34,7 +34,7 @@ import ml_collections
 
 from flaxllm.errors import UserInputError
 
-TASK_NAMES = ('seq2seq', 'lm', 'sft')
+TASK_NAMES = ('seq2seq', 'lm', 'sft', 'denoise', 'classify')
 
 
 def _module(name: str):
