@@ -131,7 +131,8 @@ class _Identity(nn.Module):
     return inputs
 
 
-class DiffusionDecoder(encoder_decoder._Stack):  # pylint: disable=protected-access
+# pylint: disable-next=protected-access
+class DiffusionDecoder(encoder_decoder.LayerStack):
   """Non-causal decoder from (x_t, x̂0, t) and the encoder output to x̂0.
 
   Reuses the BART stack: `_embed` (positions, layernorm_embedding, dropout)

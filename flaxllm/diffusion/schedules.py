@@ -486,8 +486,10 @@ def plot_alpha_bar(
   figure, axes = pyplot.subplots(1, 2, figsize=(11, 4), sharey=True)
   colors = pyplot.get_cmap('viridis')(np.linspace(0, 1, len(positions)))
   steps = np.arange(num_steps)
-  for axis, table, title in ((axes[0], before, 'before'), (axes[1], after,
-                                                           'after')):
+  for axis, table, title in (
+      (axes[0], before, 'before'),
+      (axes[1], after, 'after'),
+  ):
     for color, position in zip(colors, positions):
       axis.plot(steps, table[:, position], color=color, label=f'pos {position}')
     axis.set_title(f'alpha_bar_t {title} the update')

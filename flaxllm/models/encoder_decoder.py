@@ -208,7 +208,7 @@ class DecoderLayer(_LayerParts):
     return hidden, None
 
 
-class _Stack(nn.Module):
+class LayerStack(nn.Module):
   """Embedding prologue and layer loop shared by the encoder and decoder."""
 
   config: EncoderDecoderConfig
@@ -302,7 +302,7 @@ class _Stack(nn.Module):
     return hidden
 
 
-class Encoder(_Stack):
+class Encoder(LayerStack):
   """The encoder stack."""
 
   @nn.compact
@@ -334,7 +334,7 @@ class Encoder(_Stack):
     )
 
 
-class Decoder(_Stack):
+class Decoder(LayerStack):
   """The decoder stack (final hidden states; the LM head is in the parent)."""
 
   @nn.compact

@@ -34,7 +34,14 @@ import ml_collections
 
 from flaxllm.errors import UserInputError
 
-TASK_NAMES = ('seq2seq', 'lm', 'sft', 'denoise', 'classify')
+TASK_NAMES = (
+    'seq2seq',
+    'lm',
+    'sft',
+    'denoise',
+    'classify',
+    'diffusion',
+)
 
 
 def _module(name: str):
