@@ -47,8 +47,12 @@ case "${1:-}" in
   test)
     shift
     setup "test,tfds"
-    echo "+ python -m pytest tests $*"
-    exec "$VENV/bin/python" -m pytest -q -ra --durations=15 tests "$@"
+    # One worker per core (FLAXLLM_TEST_WORKERS overrides; 0 runs in-process);
+    # a file's tests stay on one worker, so class fixtures are built once.
+    workers="${FLAXLLM_TEST_WORKERS:-$(nproc)}"
+    echo "+ python -m pytest -n $workers --dist loadfile tests $*"
+    exec "$VENV/bin/python" -m pytest -q -ra --durations=15 \
+      -n "$workers" --dist loadfile tests "$@"
     ;;
   "")
     setup ""

