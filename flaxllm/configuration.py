@@ -103,7 +103,124 @@ def default_config() -> ml_collections.ConfigDict:
 
   c.predict = ml_collections.ConfigDict()
   c.predict.split = 'test'  # which data split --mode=predict decodes
+
+  # Noise on hidden representations while training (flaxllm.perturb).
+  c.perturb = ml_collections.ConfigDict()
+  c.perturb.kind = 'none'  # 'none' | 'hype' | 'neftune'
+  # HyPe: eps ~ sigma * N(0, 1) ('normal'), U(-sigma, sigma) ('uniform', the
+  # paper) or U(0, sigma) ('uniform_positive', the authors' code).
+  c.perturb.distribution = 'normal'
+  c.perturb.sigma = 1e-5  # HyPe's eps scale (the code's `hype_eps`)
+  c.perturb.layers = 'all'  # HyPe: 'all' | 'top:k' | 'bottom:k' layer inputs
+  c.perturb.attention_output = False  # HyPe: also each feed-forward input
+  c.perturb.neftune_alpha = 5.0  # NEFTune: noise scale alpha / sqrt(L * d)
+  c.perturb.neftune_mask_pads = False  # NEFTune: no noise on padding
+
+  # --mode=decode (flaxllm.decode_mode): prompts jsonl -> outputs jsonl with
+  # the target of config.init_from (or the workdir's trained lm), alone or
+  # with an amateur/draft model.
+  c.decode = ml_collections.ConfigDict()
+  c.decode.prompts = ''  # jsonl, one request per line
+  c.decode.prompt_field = 'prompt'  # the field holding each request's text
+  c.decode.output = ''  # '' = workdir/decode_outputs.jsonl
+  c.decode.chat_template = 'auto'  # 'auto' | 'tokenizer' | 'alpaca' | 'none'
+  c.decode.add_bos = True  # start each prompt with the tokenizer's bos
+  c.decode.max_prompts = 0  # 0 = every line of the file
+  c.decode.max_prompt_length = 512  # tokens; longer prompts are an error
+  c.decode.max_new_tokens = 128
+  c.decode.batch_size = 8
+  c.decode.method = 'greedy'  # see DECODE_METHODS
+  c.decode.temperature = 0.0  # 0 = greedy (any method but 'sample')
+  c.decode.top_k = 0
+  c.decode.top_p = 1.0
+  # The amateur / draft: 'early_exit:K' (the target's first K layers),
+  # 'hf:/folder', 'gguf:/file.gguf' or 'workdir:/trained/lm/run'.
+  c.decode.amateur = ''
+  c.decode.gamma = 4  # draft tokens per round (speculative, scd)
+  c.decode.adaptive_gamma = False
+  c.decode.alpha = 0.1  # contrastive plausibility threshold
+  c.decode.beta = 0.5  # contrast strength ('improved' form)
+  c.decode.form = 'improved'  # or 'original'
+  c.decode.amateur_temperature = 1.0  # of the amateur's contrast log-probs
+  c.decode.draft_temperature = 0.0  # 0 = the same as decode.temperature
   return c
+
+
+DECODE_METHODS = ('greedy', 'sample', 'speculative', 'contrastive', 'scd')
+# Methods that run an amateur / draft model next to the target.
+AMATEUR_METHODS = ('speculative', 'contrastive', 'scd')
+AMATEUR_KINDS = ('early_exit', 'hf', 'gguf', 'workdir')
+
+
+def _check_decode(config: ml_collections.ConfigDict) -> None:
+  """Validates config.decode (read by --mode=decode only)."""
+  d = config.decode
+  for key, allowed in (
+      ('method', DECODE_METHODS),
+      ('chat_template', ('auto', 'tokenizer', 'alpaca', 'none')),
+      ('form', ('original', 'improved')),
+  ):
+    if d[key] not in allowed:
+      raise UserInputError(
+          f'config key decode.{key}={d[key]!r}; use one of {allowed}'
+      )
+  for key in ('max_prompt_length', 'max_new_tokens', 'batch_size', 'gamma'):
+    if d[key] <= 0:
+      raise UserInputError(f'config key decode.{key}={d[key]} must be > 0')
+  if d.max_prompts < 0 or d.top_k < 0:
+    raise UserInputError(
+        'config keys decode.max_prompts and decode.top_k must be >= 0'
+    )
+  if not 0.0 < d.top_p <= 1.0:
+    raise UserInputError(f'config key decode.top_p={d.top_p} must be in (0, 1]')
+  if d.temperature < 0 or d.draft_temperature < 0:
+    raise UserInputError(
+        'config keys decode.temperature and decode.draft_temperature must be'
+        ' >= 0 (0: greedy / the same as temperature)'
+    )
+  if d.method == 'sample' and d.temperature == 0:
+    raise UserInputError(
+        "config key decode.method='sample' needs decode.temperature > 0; use"
+        " method='greedy' for temperature 0"
+    )
+  if not 0.0 <= d.alpha <= 1.0 or d.beta < 0 or d.amateur_temperature <= 0:
+    raise UserInputError(
+        'config keys decode.alpha in [0, 1], decode.beta >= 0 and'
+        ' decode.amateur_temperature > 0'
+    )
+  if d.prompts and not os.path.isfile(d.prompts):
+    raise UserInputError(
+        f'decode.prompts file {d.prompts!r} does not exist; fix'
+        ' --config.decode.prompts'
+    )
+  if d.method in AMATEUR_METHODS and not d.amateur:
+    raise UserInputError(
+        f'decode.method={d.method!r} needs an amateur; set'
+        " --config.decode.amateur='early_exit:K' (or hf:/gguf:/workdir:)"
+    )
+  if d.amateur:
+    kind, separator, rest = d.amateur.partition(':')
+    if not separator or kind not in AMATEUR_KINDS or not rest:
+      raise UserInputError(
+          f'config key decode.amateur={d.amateur!r} is not one of'
+          " 'early_exit:K', 'hf:/folder', 'gguf:/file', 'workdir:/run'"
+      )
+    if kind == 'early_exit' and not (rest.isdigit() and int(rest) > 0):
+      raise UserInputError(
+          f'config key decode.amateur={d.amateur!r}: K in early_exit:K must be'
+          ' a positive layer count'
+      )
+    if kind == 'workdir' and not os.path.isfile(
+        os.path.join(rest, 'config.json')
+    ):
+      raise UserInputError(
+          f'decode.amateur workdir {rest!r} has no config.json; point it at a'
+          ' run trained with --mode=train'
+      )
+    if kind in ('hf', 'gguf'):
+      from flaxllm.models import pretrained  # pylint: disable=g-import-not-at-top
+
+      pretrained.parse(d.amateur)
 
 
 def _check_keys(
@@ -205,11 +322,13 @@ def validate(
     UserInputError: on the first problem, naming the key and the fix.
   """
   # Imported here: sharding imports jax, and config checks stay cheap to load.
+  from flaxllm import perturb  # pylint: disable=g-import-not-at-top
   from flaxllm import sharding  # pylint: disable=g-import-not-at-top
   from flaxllm import tasks  # pylint: disable=g-import-not-at-top
 
   _check_keys(config, default_config())
   tasks.check_task_config(config)
+  perturb.check_config(config)
   _check_positive(
       config,
       'train.steps',
@@ -281,6 +400,7 @@ def validate(
     from flaxllm.models import pretrained  # pylint: disable=g-import-not-at-top
 
     pretrained.parse(config.init_from)
+  _check_decode(config)
   if config.tokenizer.path and not os.path.isdir(config.tokenizer.path):
     raise UserInputError(
         f'tokenizer.path {config.tokenizer.path!r} is not a folder; point it at'

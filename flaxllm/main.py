@@ -3,6 +3,7 @@ r"""Launcher: `python -m flaxllm.main --config=configs/X.py[:variant] --workdir=
   --mode=train    train (resuming from the workdir's checkpoint), then evaluate
   --mode=eval     evaluate the workdir's latest checkpoint
   --mode=predict  decode `predict.split` to workdir/predictions.jsonl
+  --mode=decode   decode a prompts jsonl (`decode.*`, flaxllm.decode_mode)
 
 Config overrides: `--config.train.steps=300 --config.mesh.shape='(2,4,1)'`.
 Multi-process (TPU pod slices, SLURM or MPI GPU clusters, several CPU
@@ -33,7 +34,7 @@ _WORKDIR = flags.DEFINE_string(
     'workdir', None, 'Folder for checkpoints, logs, outputs.'
 )
 _MODE = flags.DEFINE_enum(
-    'mode', 'train', ['train', 'eval', 'predict'], 'What to run.'
+    'mode', 'train', ['train', 'eval', 'predict', 'decode'], 'What to run.'
 )
 _DISTRIBUTED = flags.DEFINE_enum(
     'distributed',
@@ -141,6 +142,10 @@ def main(argv: list[str]) -> None:
         sys.exit(train.PREEMPTED_EXIT_CODE)
     elif _MODE.value == 'eval':
       train.evaluate_only(config, workdir)
+    elif _MODE.value == 'decode':
+      from flaxllm import decode_mode  # pylint: disable=g-import-not-at-top
+
+      decode_mode.decode_file(config, workdir)
     else:
       train.predict_only(config, workdir)
   except UserInputError as e:

@@ -31,6 +31,7 @@ from flaxllm import checkpointing
 from flaxllm import configuration
 from flaxllm import logging as run_logging
 from flaxllm import optim
+from flaxllm import perturb
 from flaxllm import sharding
 from flaxllm import tasks
 from flaxllm.errors import UserInputError
@@ -205,9 +206,12 @@ def make_train_step(
   accum = config.train.grad_accum_steps
   ema_decay = config.optimizer.ema_decay
   grad_fn = jax.value_and_grad(task.loss_fn, has_aux=True)
+  perturb_settings = perturb.Settings.from_config(config)
 
   def microbatch_grads(params, batch, rng, *extra):
-    (_, metrics), grads = grad_fn(params, batch, rng, *extra)
+    # HyPe / NEFTune noise (config.perturb) on the training forward pass only.
+    with perturb.perturbation(perturb_settings):
+      (_, metrics), grads = grad_fn(params, batch, rng, *extra)
     return metrics, grads
 
   def accumulated_grads(params, batch, rng, *extra):

@@ -2,6 +2,7 @@
 
 import glob
 import importlib.util
+import json
 import os
 import tempfile
 
@@ -18,6 +19,26 @@ CONFIG_FILES = sorted(
     for path in glob.glob(os.path.join(run_helpers.ROOT, 'configs', '*.py'))
     if os.path.basename(path) not in ('__init__.py', 'common.py')
 )
+
+
+# Configs for --mode=decode: validated, not trained.
+DECODE_CONFIGS = ('decode', 'scd')
+# Configs whose data folder a helper script writes (`data=DIR`).
+NEEDS_DATA_DIR = ('distill_draft',)
+
+
+def write_distill_data(directory: str) -> str:
+  """What experiments/make_distill_data.py writes, in miniature."""
+  from flaxllm.models import gguf  # pylint: disable=g-import-not-at-top
+
+  _, _, tokenizer = gguf.read_gguf(gguf.smollm2_path(), tensors=False)
+  tokenizer.save(os.path.join(directory, 'tokenizer'))
+  for split, count in (('train', 32), ('eval', 8)):
+    with open(os.path.join(directory, f'{split}.jsonl'), 'w') as f:
+      for index in range(count):
+        text = f'Patient {index} reports fever and cough for {index} days.'
+        f.write(json.dumps({'text': text}) + '\n')
+  return directory
 
 
 def load_config_module(path: str):
@@ -39,16 +60,27 @@ class ConfigsTest(parameterized.TestCase):
   )
   def test_config_validates_and_runs_one_step(self, path):
     module = load_config_module(path)
+    name = os.path.basename(path)[:-3]
     self.assertIn('python -m flaxllm.main', module.__doc__)
-    full = module.get_config()
+    arg = 'runlocal'
+    if name in NEEDS_DATA_DIR:
+      arg = f'runlocal,data={write_distill_data(tempfile.mkdtemp())}'
+    full = module.get_config(
+        arg.replace('runlocal,', '').replace('runlocal', '')
+    )
     configuration.validate(full, num_devices=jax.device_count())
-    config = module.get_config('runlocal')
+    config = module.get_config(arg)
     configuration.validate(config, num_devices=jax.device_count())
+    if name in DECODE_CONFIGS:  # --mode=decode configs train nothing
+      self.assertIn('--mode=decode', module.__doc__)
+      self.assertIn(config.decode.method, configuration.DECODE_METHODS)
+      return
     config.train.steps = 1
     config.data.max_eval_examples = 8
     results = train.train_and_evaluate(config, tempfile.mkdtemp())
-    self.assertIn('test', results)
-    for value in results['test'].values():
+    split = 'test' if config.data.test else 'eval'
+    self.assertIn(split, results)
+    for value in results[split].values():
       self.assertFalse(value != value, 'a metric is NaN')
 
 

@@ -226,7 +226,7 @@ class Decoder(nn.Module):
       stacked = nn.scan(
           layer_cls,
           variable_axes={'params': 0, 'cache': 0},
-          split_rngs={'params': True, 'dropout': True},
+          split_rngs={'params': True, 'dropout': True, 'perturb': True},
           in_axes=(nn.broadcast,) * 4,
           length=cfg.num_layers,
           metadata_params={nn.PARTITION_NAME: 'layers'},

@@ -287,7 +287,7 @@ class Encoder(nn.Module):
       stacked = nn.scan(
           layer_cls,
           variable_axes={'params': 0},
-          split_rngs={'params': True, 'dropout': True},
+          split_rngs={'params': True, 'dropout': True, 'perturb': True},
           in_axes=(nn.broadcast, nn.broadcast),
           length=cfg.num_layers,
           metadata_params={nn.PARTITION_NAME: 'layers'},

@@ -284,7 +284,7 @@ class LayerStack(nn.Module):
       stacked = nn.scan(
           layer_cls,
           variable_axes={'params': 0, 'cache': 0},
-          split_rngs={'params': True, 'dropout': True},
+          split_rngs={'params': True, 'dropout': True, 'perturb': True},
           in_axes=(nn.broadcast,) * (len(array_args) + len(static_args)),
           length=num_layers,
           metadata_params={nn.PARTITION_NAME: 'layers'},

@@ -28,6 +28,7 @@ import ml_collections
 import numpy as np
 
 from flaxllm import errors
+from flaxllm import perturb
 from flaxllm.data import glue
 from flaxllm.eval import classification_metrics
 from flaxllm.models import encoder
@@ -234,7 +235,7 @@ class ClassifyTask:
         batch['input_mask'],
         batch['token_types'],
         deterministic=rng is None,
-        rngs=None if rng is None else {'dropout': rng},
+        rngs=None if rng is None else perturb.training_rngs(rng),
     )
     return outputs['logits']
 
@@ -284,7 +285,7 @@ class ClassifyTask:
     Args:
       params: unboxed params.
       batch: a training batch.
-      rng: PRNG key for dropout.
+      rng: PRNG key for dropout (and the `flaxllm.perturb` noise).
 
     Returns:
       (the mean (label-smoothed) cross-entropy, or the mean squared error,

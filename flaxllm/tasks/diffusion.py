@@ -32,6 +32,7 @@ import ml_collections
 import numpy as np
 
 from flaxllm import errors
+from flaxllm import perturb
 from flaxllm.diffusion import denoiser
 from flaxllm.diffusion import losses
 from flaxllm.diffusion import sampler as sampler_lib
@@ -281,12 +282,16 @@ class DiffusionTask:
     timesteps = jax.random.randint(
         time_rng, (ids.shape[0],), 0, self.diffusion_steps, jnp.int32
     )
+
+    def rngs(key):  # training passes also key the `flaxllm.perturb` noise
+      return {'dropout': key} if deterministic else perturb.training_rngs(key)
+
     encoded = model.apply(
         variables,
         batch['inputs'],
         input_mask,
         deterministic=deterministic,
-        rngs={'dropout': encoder_rng},
+        rngs=rngs(encoder_rng),
         method=denoiser.SeqDiffuSeqDenoiser.encode,
     )
 
@@ -299,7 +304,7 @@ class DiffusionTask:
           times,
           self_condition,
           deterministic=deterministic,
-          rngs={'dropout': dropout_rng},
+          rngs=rngs(dropout_rng),
           method=denoiser.SeqDiffuSeqDenoiser.denoise,
       )
 

@@ -23,6 +23,7 @@ import ml_collections
 import numpy as np
 
 from flaxllm import errors
+from flaxllm import perturb
 from flaxllm.data import chat_templates
 from flaxllm.data import packing
 from flaxllm.eval import ability_scores
@@ -119,17 +120,32 @@ class LMTask:
         segment_ids=batch['segment_ids'],
     )['params']
 
-  def _logits(self, params: Any, batch: Batch) -> jax.Array:
+  def _logits(
+      self, params: Any, batch: Batch, rng: jax.Array | None
+  ) -> jax.Array:
+    """Logits; a training pass (with `flaxllm.perturb` noise) given `rng`."""
     return self.model.apply(
         {'params': params},
         batch['inputs'],
         positions=batch['positions'],
         segment_ids=batch['segment_ids'],
+        rngs=None if rng is None else perturb.training_rngs(rng),
     )  # [batch, length, vocab]
 
-  def token_losses(self, params: Any, batch: Batch) -> tuple[jax.Array, ...]:
-    """Per-target NLL, correctness and weight, each float32 [batch, length]."""
-    logits = self._logits(params, batch)
+  def token_losses(
+      self, params: Any, batch: Batch, rng: jax.Array | None = None
+  ) -> tuple[jax.Array, ...]:
+    """Per-target NLL, correctness and weight, each float32 [batch, length].
+
+    Args:
+      params: params.
+      batch: a batch.
+      rng: None for evaluation; a training pass's PRNG key otherwise.
+
+    Returns:
+      (nll, correct, weights).
+    """
+    logits = self._logits(params, batch, rng)
     targets = batch['targets']
     log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
     nll = -jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
@@ -140,9 +156,11 @@ class LMTask:
     )
     return nll, correct, weights
 
-  def eval_metrics(self, params: Any, batch: Batch) -> dict[str, jax.Array]:
+  def _metric_sums(
+      self, params: Any, batch: Batch, rng: jax.Array | None
+  ) -> dict[str, jax.Array]:
     """float32 sums 'loss_sum', 'correct_sum' and 'denominator'."""
-    nll, correct, weights = self.token_losses(params, batch)
+    nll, correct, weights = self.token_losses(params, batch, rng)
 
     def weighted_sum(values):
       return jnp.sum(jnp.where(weights > 0, values * weights, 0.0))
@@ -153,12 +171,16 @@ class LMTask:
         'denominator': jnp.sum(weights),
     }
 
+  def eval_metrics(self, params: Any, batch: Batch) -> dict[str, jax.Array]:
+    """float32 sums 'loss_sum', 'correct_sum' and 'denominator'."""
+    return self._metric_sums(params, batch, None)
+
   def loss_fn(
       self, params: Any, batch: Batch, rng: jax.Array
   ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Mean next-token NLL over weighted targets, with the metric sums."""
-    del rng  # The LLaMA family has no dropout.
-    metrics = self.eval_metrics(params, batch)
+    # The LLaMA family has no dropout; rng keys the `flaxllm.perturb` noise.
+    metrics = self._metric_sums(params, batch, rng)
     return metrics['loss_sum'] / jnp.maximum(metrics['denominator'], 1.0), (
         metrics
     )

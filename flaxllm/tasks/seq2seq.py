@@ -22,6 +22,7 @@ import ml_collections
 import numpy as np
 
 from flaxllm import errors
+from flaxllm import perturb
 from flaxllm.decoding import greedy
 from flaxllm.eval import text_metrics
 from flaxllm.models import encoder_decoder
@@ -142,7 +143,7 @@ class Seq2SeqTask:
     Args:
       params: unboxed params.
       batch: a training batch.
-      rng: PRNG key for dropout.
+      rng: PRNG key for dropout (and the `flaxllm.perturb` noise).
 
     Returns:
       (loss, metrics): the mean (label-smoothed) token cross-entropy over real
@@ -155,7 +156,7 @@ class Seq2SeqTask:
         batch['input_mask'],
         batch['decoder_inputs'],
         deterministic=False,
-        rngs={'dropout': rng},
+        rngs=perturb.training_rngs(rng),
     )
     smoothed_sum, metrics = self._token_sums(logits, batch)
     loss = smoothed_sum / jnp.maximum(metrics['denominator'], 1.0)
