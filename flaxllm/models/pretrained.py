@@ -140,3 +140,24 @@ def load_tokenizer(spec: str):
 
     return gguf.read_gguf(path, tensors=False)[2]
   return tokenizer_lib.load_tokenizer(path)
+
+
+def run_model_config(
+    config: Any, config_class, *, vocab_size: int, pad_id: int
+) -> Any:
+  """A run's model config: `init_from`'s architecture, else `config.model`.
+
+  Args:
+    config: the run config (its `model` section and `init_from`).
+    config_class: the family config class the task needs.
+    vocab_size: the tokenizer's vocabulary, for a model built from scratch.
+    pad_id: the tokenizer's padding id, likewise.
+
+  Returns:
+    An instance of `config_class`.
+  """
+  fields = config.model.to_dict()
+  fields.pop('family', None)
+  if config.get('init_from'):
+    return model_config(config.init_from, config_class, fields)
+  return config_class.from_dict(fields, vocab_size=vocab_size, pad_id=pad_id)

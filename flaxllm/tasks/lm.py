@@ -29,6 +29,7 @@ from flaxllm.data import packing
 from flaxllm.eval import ability_scores
 from flaxllm.eval import text_metrics
 from flaxllm.models import decoder
+from flaxllm.models import pretrained
 
 Batch = dict[str, Any]
 
@@ -36,17 +37,9 @@ Batch = dict[str, Any]
 def build_model_config(
     config: ml_collections.ConfigDict, *, vocab_size: int, pad_id: int
 ) -> decoder.DecoderConfig:
-  """config.model (or config.init_from's checkpoint) as a DecoderConfig."""
-  fields = config.model.to_dict()
-  fields.pop('family', None)
-  if config.get('init_from'):
-    from flaxllm.models import pretrained  # pylint: disable=g-import-not-at-top
-
-    return pretrained.model_config(
-        config.init_from, decoder.DecoderConfig, fields
-    )
-  return decoder.DecoderConfig.from_dict(
-      fields, vocab_size=vocab_size, pad_id=pad_id
+  """config.model (or config.init_from's checkpoint) as the model config."""
+  return pretrained.run_model_config(
+      config, decoder.DecoderConfig, vocab_size=vocab_size, pad_id=pad_id
   )
 
 

@@ -26,6 +26,7 @@ from flaxllm import perturb
 from flaxllm.decoding import greedy
 from flaxllm.eval import text_metrics
 from flaxllm.models import encoder_decoder
+from flaxllm.models import pretrained
 
 Batch = dict[str, Any]
 
@@ -34,16 +35,8 @@ def build_model_config(
     config: ml_collections.ConfigDict, *, vocab_size: int, pad_id: int
 ) -> encoder_decoder.EncoderDecoderConfig:
   """config.model (or config.init_from's checkpoint) as the model config."""
-  fields = config.model.to_dict()
-  fields.pop('family', None)
-  if config.get('init_from'):
-    from flaxllm.models import pretrained  # pylint: disable=g-import-not-at-top
-
-    return pretrained.model_config(
-        config.init_from, encoder_decoder.EncoderDecoderConfig, fields
-    )
-  return encoder_decoder.EncoderDecoderConfig.from_dict(
-      fields, vocab_size=vocab_size, pad_id=pad_id
+  return pretrained.run_model_config(
+      config, encoder_decoder.EncoderDecoderConfig, vocab_size=vocab_size, pad_id=pad_id
   )
 
 
