@@ -37,10 +37,7 @@ def _diffusion_config(data, **train_keys):
   config.train.num_samples = 0
   config.optimizer.warmup_steps = 2
   config.checkpoint.every = 3
-  for key, value in train_keys.items():
-    section, name = key.split('__')
-    config[section][name] = value
-  return config
+  return run_helpers.apply_overrides(config, train_keys)
 
 
 def _final_task_state(config, workdir):

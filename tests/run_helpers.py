@@ -42,6 +42,16 @@ def make_data_dir(directory: str) -> dict[str, str]:
   }
 
 
+def apply_overrides(
+    config: ml_collections.ConfigDict, overrides: dict
+) -> ml_collections.ConfigDict:
+  """Sets `section__key=value` overrides, e.g. train__steps=3."""
+  for key, value in overrides.items():
+    section, name = key.split('__')
+    config[section][name] = value
+  return config
+
+
 def tiny_config(data: dict[str, str], **train) -> ml_collections.ConfigDict:
   """A seq2seq config small enough for one CPU step in well under a second."""
   from configs import seq2seq  # pylint: disable=g-import-not-at-top
@@ -73,10 +83,7 @@ def tiny_config(data: dict[str, str], **train) -> ml_collections.ConfigDict:
   config.optimizer.warmup_steps = 2
   config.checkpoint.every = 2
   config.checkpoint.keep = 10
-  for key, value in train.items():
-    section, name = key.split('__')
-    config[section][name] = value
-  return config
+  return apply_overrides(config, train)
 
 
 def lm_tiny_config(data: dict[str, str], **train) -> ml_collections.ConfigDict:
@@ -107,10 +114,7 @@ def lm_tiny_config(data: dict[str, str], **train) -> ml_collections.ConfigDict:
   config.train.num_samples = 1
   config.optimizer.warmup_steps = 2
   config.checkpoint.every = 0
-  for key, value in train.items():
-    section, name = key.split('__')
-    config[section][name] = value
-  return config
+  return apply_overrides(config, train)
 
 
 def write_config_file(path: str, data: dict[str, str], **train) -> str:
