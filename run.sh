@@ -48,11 +48,12 @@ case "${1:-}" in
     shift
     setup "test,tfds"
     # One worker per core (FLAXLLM_TEST_WORKERS overrides; 0 runs in-process);
-    # a file's tests stay on one worker, so class fixtures are built once.
+    # a file's tests stay on one worker (class fixtures are built once), except
+    # the modules tests/conftest.py spreads test by test (SPREAD_MODULES).
     workers="${FLAXLLM_TEST_WORKERS:-$(nproc)}"
-    echo "+ python -m pytest -n $workers --dist loadfile tests $*"
+    echo "+ python -m pytest -n $workers --dist loadgroup tests $*"
     exec "$VENV/bin/python" -m pytest -q -ra --durations=15 \
-      -n "$workers" --dist loadfile tests "$@"
+      -n "$workers" --dist loadgroup tests "$@"
     ;;
   "")
     setup ""

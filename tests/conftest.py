@@ -19,3 +19,18 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)  # `configs` and `tests.run_helpers` import from here
+
+
+# Test modules whose tests are independent and heavy (one training step per
+# config each): pytest-xdist hands these out one test at a time. Every other
+# module stays whole on one worker, so its class fixtures are built once.
+SPREAD_MODULES = ('configs_test',)
+
+
+def pytest_collection_modifyitems(items):
+  import pytest  # pylint: disable=g-import-not-at-top
+
+  for item in items:
+    module = item.module.__name__.rsplit('.', 1)[-1]
+    if module not in SPREAD_MODULES:
+      item.add_marker(pytest.mark.xdist_group(module))
