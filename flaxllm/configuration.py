@@ -103,6 +103,13 @@ def default_config() -> ml_collections.ConfigDict:
 
   c.predict = ml_collections.ConfigDict()
   c.predict.split = 'test'  # which data split --mode=predict decodes
+  c.predict.max_examples = 0  # the first N examples of the split, 0 = all
+  # Seq2seq generation (eval and --mode=predict): 1 = greedy, k > 1 = beam
+  # search ranked by log p / len ** length_penalty; max_decode_len 0 =
+  # data.max_target_length.
+  c.predict.beam_size = 1
+  c.predict.length_penalty = 1.0
+  c.predict.max_decode_len = 0
 
   # Noise on hidden representations while training (flaxllm.perturb).
   c.perturb = ml_collections.ConfigDict()
@@ -143,6 +150,11 @@ def default_config() -> ml_collections.ConfigDict:
   c.decode.form = 'improved'  # or 'original'
   c.decode.amateur_temperature = 1.0  # of the amateur's contrast log-probs
   c.decode.draft_temperature = 0.0  # 0 = the same as decode.temperature
+
+  # ZOOTER routing over a zoo of LMs and --mode=route (flaxllm.recipes.zooter).
+  from flaxllm.recipes import zooter  # pylint: disable=g-import-not-at-top
+
+  c.route = zooter.route_defaults()
   return c
 
 
@@ -290,6 +302,10 @@ def _spec_path(spec: str) -> str | None:
   if sep and kind == 'glue':  # glue:<task>:<split>@<dir> | glue:<task>:<file>
     split, at, folder = rest.partition(':')[2].partition('@')
     return folder if at else split
+  if sep and kind == 'mugglemath':  # mugglemath:<options>:<base spec>
+    from flaxllm.recipes import mugglemath  # pylint: disable=g-import-not-at-top
+
+    return _spec_path(mugglemath.parse_source_spec(rest)[1])
   if sep and kind in (
       'jsonl',
       'json',
@@ -298,9 +314,10 @@ def _spec_path(spec: str) -> str | None:
       'disk',
       'text',
       'pubmedqa',
+      'ncbi_disease',
   ):
     spec = rest
-    if kind in ('disk', 'pubmedqa') and ':' in spec:
+    if kind in ('disk', 'pubmedqa', 'ncbi_disease') and ':' in spec:
       spec = spec.rsplit(':', 1)[0]
   return spec
 
@@ -401,6 +418,9 @@ def validate(
 
     pretrained.parse(config.init_from)
   _check_decode(config)
+  from flaxllm.recipes import zooter  # pylint: disable=g-import-not-at-top
+
+  zooter.check_config(config)
   if config.tokenizer.path and not os.path.isdir(config.tokenizer.path):
     raise UserInputError(
         f'tokenizer.path {config.tokenizer.path!r} is not a folder; point it at'

@@ -4,6 +4,8 @@ r"""Launcher: `python -m flaxllm.main --config=configs/X.py[:variant] --workdir=
   --mode=eval     evaluate the workdir's latest checkpoint
   --mode=predict  decode `predict.split` to workdir/predictions.jsonl
   --mode=decode   decode a prompts jsonl (`decode.*`, flaxllm.decode_mode)
+  --mode=route    ZOOTER: route a queries jsonl to one zoo member each
+                  (`route.*`, flaxllm.route_mode)
 
 Config overrides: `--config.train.steps=300 --config.mesh.shape='(2,4,1)'`.
 Multi-process (TPU pod slices, SLURM or MPI GPU clusters, several CPU
@@ -34,7 +36,10 @@ _WORKDIR = flags.DEFINE_string(
     'workdir', None, 'Folder for checkpoints, logs, outputs.'
 )
 _MODE = flags.DEFINE_enum(
-    'mode', 'train', ['train', 'eval', 'predict', 'decode'], 'What to run.'
+    'mode',
+    'train',
+    ['train', 'eval', 'predict', 'decode', 'route'],
+    'What to run.',
 )
 _DISTRIBUTED = flags.DEFINE_enum(
     'distributed',
@@ -146,6 +151,10 @@ def main(argv: list[str]) -> None:
       from flaxllm import decode_mode  # pylint: disable=g-import-not-at-top
 
       decode_mode.decode_file(config, workdir)
+    elif _MODE.value == 'route':
+      from flaxllm import route_mode  # pylint: disable=g-import-not-at-top
+
+      route_mode.route_file(config, workdir)
     else:
       train.predict_only(config, workdir)
   except UserInputError as e:

@@ -23,6 +23,8 @@ CONFIG_FILES = sorted(
 
 # Configs for --mode=decode: validated, not trained.
 DECODE_CONFIGS = ('decode', 'scd')
+# Configs for --mode=route (ZOOTER): validated, their zoo parsed, not trained.
+ROUTE_CONFIGS = ('zooter',)
 # Configs whose data folder a helper script writes (`data=DIR`).
 NEEDS_DATA_DIR = ('distill_draft',)
 
@@ -71,6 +73,12 @@ class ConfigsTest(parameterized.TestCase):
     configuration.validate(full, num_devices=jax.device_count())
     config = module.get_config(arg)
     configuration.validate(config, num_devices=jax.device_count())
+    if name in ROUTE_CONFIGS:  # --mode=route configs train no LM step
+      from flaxllm.recipes import zooter  # pylint: disable=g-import-not-at-top
+
+      self.assertIn('--mode=route', module.__doc__)
+      self.assertGreaterEqual(len(zooter.parse_members(config.route)), 2)
+      return
     if name in DECODE_CONFIGS:  # --mode=decode configs train nothing
       self.assertIn('--mode=decode', module.__doc__)
       self.assertIn(config.decode.method, configuration.DECODE_METHODS)
