@@ -2,21 +2,24 @@ r"""Seq2seq with a BART-style encoder-decoder on the embedded HPO corpus.
 
 Learns to name a Human Phenotype Ontology concept from its definition
 (`hpo_def2name`: ~13k train pairs, splits by concept id). Reports test BLEU
-and ROUGE-L with greedy decoding.
+and ROUGE-1/2/L with greedy decoding (`beam=<k>`: beam search, k beams,
+length penalty 1.0).
 
   python -m flaxllm.main --config=configs/seq2seq.py:runlocal --workdir=/tmp/s2s
   python -m flaxllm.main --config=configs/seq2seq.py:size=base \
       --config.mesh.shape='(-1,4,1)' --workdir=gs://bucket/s2s
 
 Variants: `runlocal` (CPU-sized, minutes), `size=tiny|small|base`,
-`dataset=def2name|name2syn`.
+`dataset=def2name|name2syn`, `beam=<k>` (1 = greedy).
 """
 
 from configs import common
 
 
 def get_config(arg=None):
-  arg = common.parse_arg(arg, runlocal=False, size='small', dataset='def2name')
+  arg = common.parse_arg(
+      arg, runlocal=False, size='small', dataset='def2name', beam=1
+  )
   config = common.default_config()
   config.task.name = 'seq2seq'
   config.task.label_smoothing = 0.1
@@ -36,6 +39,7 @@ def get_config(arg=None):
   config.optimizer.learning_rate = 5e-4
   config.optimizer.warmup_steps = 1000
   config.checkpoint.every = 2000
+  config.predict.beam_size = arg.beam
 
   if arg.runlocal:
     # About 7 minutes on 2 CPU cores: enough for the tiny model to start

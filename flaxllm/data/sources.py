@@ -6,6 +6,13 @@ A spec names where examples come from:
   hpo:name2syn:<split>        the embedded HPO, name -> exact synonym
   synthetic:<ability>:<split>:<count>   generated instruction data (math,
                               code or general; see flaxllm.data.synthetic_sft)
+  mugglemath:<options>:<spec>  math items of <spec> grown by MuggleMath's
+                              number changes and response augmentation
+                              (flaxllm.recipes.mugglemath.load_source)
+  pubmedqa:<path>:<split>     PubMedQA abstracts (ori_pqal.json or its
+                              folder), split by a hash of the PMID, as
+                              records with 'context' (the abstract without
+                              its conclusion), 'conclusion' and 'title'
   jsonl:/path, x.jsonl/.json  one JSON object per line
   csv:/path, x.csv            a header row, then one record per row
   parquet:/path, x.parquet    one record per row
@@ -222,6 +229,49 @@ def _read_synthetic(spec: str) -> Iterator[_LocatedRecord]:
     yield f'synthetic:{spec} #{index}', example
 
 
+def _read_mugglemath(spec: str) -> Iterator[_LocatedRecord]:
+  """Yields augmented math examples ('copies=4:/path/train.jsonl', ...)."""
+  from flaxllm.recipes import mugglemath  # pylint: disable=g-import-not-at-top
+
+  for example in mugglemath.load_source(spec):
+    yield f'mugglemath:{spec} {example["id"]}', example
+
+
+def _read_pubmedqa(spec: str) -> Iterator[_LocatedRecord]:
+  """Yields PubMedQA summarization records ('/data/pubmedqa:train', ...)."""
+  path, _, split = spec.rpartition(':')
+  if not path or split not in hpo.SPLITS:
+    raise UserInputError(
+        f'pubmedqa:{spec} is not pubmedqa:<path>:<split> with a split in'
+        f' {hpo.SPLITS}'
+    )
+  if os.path.isdir(path):
+    path = os.path.join(path, 'ori_pqal.json')
+  _require_file(path)
+  with open(path, encoding='utf-8') as json_file:
+    try:
+      records = json.load(json_file)
+    except json.JSONDecodeError as error:
+      raise UserInputError(f'{path}: not valid JSON ({error})') from None
+  if not isinstance(records, dict):
+    raise UserInputError(f'{path}: expected a JSON object keyed by PMID')
+  for pmid, record in records.items():
+    if hpo.split_of(str(pmid)) != split:
+      continue
+    if not isinstance(record, dict):
+      yield f'{path} PMID {pmid}', _ParseError('record is not an object')
+      continue
+    contexts = record.get('CONTEXTS')
+    if isinstance(contexts, list):
+      contexts = ' '.join(str(paragraph).strip() for paragraph in contexts)
+    yield f'{path} PMID {pmid}', {
+        'id': str(pmid),
+        'context': contexts,
+        'conclusion': record.get('LONG_ANSWER'),
+        'title': record.get('QUESTION'),
+    }
+
+
 def _read_records(
     spec: str, fields: tuple[str, ...]
 ) -> Iterator[_LocatedRecord]:
@@ -231,6 +281,10 @@ def _read_records(
     return _read_hpo(rest)
   if separator and kind == 'synthetic':
     return _read_synthetic(rest)
+  if separator and kind == 'mugglemath':
+    return _read_mugglemath(rest)
+  if separator and kind == 'pubmedqa':
+    return _read_pubmedqa(rest)
   if separator and kind == 'jsonl':
     return _read_jsonl(rest)
   if separator and kind == 'csv':

@@ -1,4 +1,4 @@
-"""Sequence-to-sequence task: teacher-forced cross-entropy, greedy prediction.
+"""Sequence-to-sequence task: teacher-forced cross-entropy, greedy or beam search.
 
 The trainer drives a task through `init`, `loss_fn`, `eval_metrics`, `predict`
 and `evaluate`; this one wraps `EncoderDecoder`. Batches hold:
@@ -11,7 +11,11 @@ and `evaluate`; this one wraps `EncoderDecoder`. Batches hold:
   example_mask    float32 [batch]       1 on real rows, 0 on padding rows
 
 Metrics are sums ('loss_sum', 'correct_sum', 'denominator') so the trainer can
-add them over microbatches and hosts before dividing.
+add them over microbatches and hosts before dividing. `predict` decodes
+greedily, or with `flaxllm.decoding.beam_search` when config.predict.beam_size
+> 1 (score log p / len ** predict.length_penalty), up to
+predict.max_decode_len tokens (0: data.max_target_length); `evaluate` gives
+corpus BLEU and ROUGE-1/2/L.
 """
 
 from typing import Any
@@ -23,7 +27,9 @@ import numpy as np
 
 from flaxllm import errors
 from flaxllm import perturb
+from flaxllm.decoding import beam_search as beam_search_lib
 from flaxllm.decoding import greedy
+from flaxllm.decoding import model_steps
 from flaxllm.eval import text_metrics
 from flaxllm.models import encoder_decoder
 from flaxllm.models import pretrained
@@ -37,6 +43,36 @@ def build_model_config(
   """config.model (or config.init_from's checkpoint) as the model config."""
   return pretrained.run_model_config(
       config, encoder_decoder.EncoderDecoderConfig, vocab_size=vocab_size, pad_id=pad_id
+  )
+
+
+def decoding_options(
+    config: ml_collections.ConfigDict,
+) -> tuple[int, float, int]:
+  """(beam size, length penalty, max decode length) of config.predict.
+
+  A config without these keys decodes greedily up to data.max_target_length.
+
+  Raises:
+    UserInputError: a beam size below 1 or a negative max_decode_len.
+  """
+  predict = config.get('predict') or {}
+  beam_size = int(predict.get('beam_size', 1))
+  length_penalty = float(predict.get('length_penalty', 1.0))
+  max_decode_len = int(predict.get('max_decode_len', 0))
+  if beam_size < 1:
+    raise errors.UserInputError(
+        f'config key predict.beam_size={beam_size} must be >= 1 (1: greedy)'
+    )
+  if max_decode_len < 0:
+    raise errors.UserInputError(
+        f'config key predict.max_decode_len={max_decode_len} must be >= 0'
+        ' (0: data.max_target_length)'
+    )
+  return (
+      beam_size,
+      length_penalty,
+      max_decode_len or int(config.data.max_target_length),
   )
 
 
@@ -61,16 +97,17 @@ class Seq2SeqTask:
 
     Args:
       config: reads `model` (EncoderDecoderConfig fields, plus 'family'),
-        `task.label_smoothing`, `data.max_source_length` and
-        `data.max_target_length`.
+        `task.label_smoothing`, `data.max_source_length`,
+        `data.max_target_length` and, when present, `predict.beam_size`,
+        `predict.length_penalty` and `predict.max_decode_len`.
       vocab_size: the tokenizer's vocabulary size.
       pad_id: padding token id.
       eos_id: end-of-sequence token id (stops generation).
       decoder_start_id: first decoder input token.
 
     Raises:
-      UserInputError: on an invalid model config or lengths beyond
-        model.max_positions.
+      UserInputError: on an invalid model config, a beam size below 1 or
+        lengths beyond model.max_positions.
     """
     self.model_config = build_model_config(
         config, vocab_size=vocab_size, pad_id=pad_id
@@ -82,11 +119,17 @@ class Seq2SeqTask:
     self.pad_id = pad_id
     self.eos_id = eos_id
     self.decoder_start_id = decoder_start_id
-    for key in ('max_source_length', 'max_target_length'):
-      length = getattr(self, key)
+    self.beam_size, self.length_penalty, self.max_decode_length = (
+        decoding_options(config)
+    )
+    for key, length in (
+        ('data.max_source_length', self.max_source_length),
+        ('data.max_target_length', self.max_target_length),
+        ('predict.max_decode_len', self.max_decode_length),
+    ):
       if length > self.model_config.max_positions:
         raise errors.UserInputError(
-            f'data.{key}={length} exceeds'
+            f'{key}={length} exceeds'
             f' model.max_positions={self.model_config.max_positions}'
         )
 
@@ -211,58 +254,79 @@ class Seq2SeqTask:
     }
     return weighted_sum(smoothed), metrics
 
-  def predict(
-      self, params: Any, batch: Batch, rng: jax.Array | None = None
-  ) -> jax.Array:
-    """Greedy generation with the decoder's KV cache.
+  def _prefill(self, params: Any, batch: Batch) -> tuple[Any, jax.Array]:
+    """Encodes the source once; the decoding state and the start tokens."""
+    return model_steps.encoder_decoder_prefill(
+        self.model,
+        params,
+        jnp.asarray(batch['inputs']),  # [batch, src]
+        jnp.asarray(batch['input_mask']),  # [batch, src]
+        cache_length=self.max_decode_length,
+        decoder_start_id=self.decoder_start_id,
+    )
+
+  def beam_search(
+      self,
+      params: Any,
+      batch: Batch,
+      *,
+      num_beams: int | None = None,
+      length_penalty: float | None = None,
+  ) -> beam_search_lib.BeamSearchOutput:
+    """Every row's `num_beams` best hypotheses and their scores.
 
     Args:
       params: params (boxed or not).
       batch: needs 'inputs' and 'input_mask'.
-      rng: unused; greedy decoding is deterministic.
+      num_beams: hypotheses per row; None for `predict.beam_size`.
+      length_penalty: alpha of log p / len ** alpha; None for
+        `predict.length_penalty`.
 
     Returns:
-      int32 [batch, max_target_length] generated ids (decoder start not
-      included), `pad_id` after each row's eos.
+      sequences int32 [batch, beams, max_decode_length] (best first, decoder
+      start not included, `pad_id` after eos) and their float32 [batch,
+      beams] length-penalised log-probabilities.
+    """
+    state, start_ids = self._prefill(params, batch)
+    return beam_search_lib.beam_search(
+        model_steps.encoder_decoder_tokens_to_logits(self.model),
+        params,
+        state,
+        start_ids,
+        num_beams=self.beam_size if num_beams is None else num_beams,
+        max_length=self.max_decode_length,
+        eos_id=self.eos_id,
+        pad_id=self.pad_id,
+        length_penalty=(
+            self.length_penalty if length_penalty is None else length_penalty
+        ),
+    )
+
+  def predict(
+      self, params: Any, batch: Batch, rng: jax.Array | None = None
+  ) -> jax.Array:
+    """Greedy (beam_size 1) or beam-search generation with the KV cache.
+
+    Args:
+      params: params (boxed or not).
+      batch: needs 'inputs' and 'input_mask'.
+      rng: unused; both searches are deterministic.
+
+    Returns:
+      int32 [batch, max_decode_length] generated ids (decoder start not
+      included), `pad_id` after each row's eos: the greedy output, or the
+      best hypothesis of the beam.
     """
     del rng
-    model = self.model
-    inputs = jnp.asarray(batch['inputs'])  # [batch, src]
-    input_mask = jnp.asarray(batch['input_mask'])  # [batch, src]
-    batch_size = inputs.shape[0]
-    encoded = model.apply(
-        {'params': params},
-        inputs,
-        input_mask,
-        method=encoder_decoder.EncoderDecoder.encode,
-    )  # [batch, src, embed]
-
-    def decode_step(params, decoder_inputs, cache):
-      variables = {'params': params}
-      if cache is not None:
-        variables['cache'] = cache
-      logits, updated = model.apply(
-          variables,
-          encoded,
-          input_mask,
-          decoder_inputs,
-          decode=True,
-          mutable=['cache'],
-          method=encoder_decoder.EncoderDecoder.decode,
-      )
-      return logits[:, -1, :], updated['cache']
-
-    # A call over the full target length sizes the self-attention caches and
-    # caches the encoder's cross-attention keys and values.
-    _, cache = decode_step(
-        params, jnp.zeros((batch_size, self.max_target_length), jnp.int32), None
-    )
+    if self.beam_size > 1:
+      return self.beam_search(params, batch).sequences[:, 0]
+    state, start_ids = self._prefill(params, batch)
     return greedy.greedy_decode(
-        decode_step,
+        model_steps.encoder_decoder_tokens_to_logits(self.model),
         params,
-        cache,
-        jnp.full((batch_size,), self.decoder_start_id, jnp.int32),
-        max_length=self.max_target_length,
+        state,
+        start_ids,
+        max_length=self.max_decode_length,
         eos_id=self.eos_id,
         pad_id=self.pad_id,
     )
@@ -277,12 +341,13 @@ class Seq2SeqTask:
       examples: the examples predicted, in order, each with its 'tgt'.
 
     Returns:
-      {'bleu': sacreBLEU corpus BLEU, 'rougeL': mean ROUGE-L F1 x 100}.
+      {'bleu': sacreBLEU corpus BLEU, 'rouge1', 'rouge2', 'rougeL': mean
+      ROUGE-N / ROUGE-L F1 x 100}.
     """
     references = [example['tgt'] for example in examples]
     return {
         'bleu': text_metrics.corpus_bleu(predictions, references),
-        'rougeL': text_metrics.rouge_l(predictions, references),
+        **text_metrics.rouge(predictions, references),
     }
 
 
@@ -308,17 +373,22 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         f"config key model.family={family!r} does not fit task 'seq2seq'; use"
         " 'encoder_decoder'"
     )
+  _, _, max_decode_length = decoding_options(config)
   if config.get('init_from'):
     return  # The checkpoint fixes the architecture; checked when loaded.
   model_config = build_model_config(
       config, vocab_size=config.tokenizer.vocab_size, pad_id=1
   )
-  for key in ('max_source_length', 'max_target_length'):
-    if config.data[key] > model_config.max_positions:
+  for key, length in (
+      ('data.max_source_length', config.data.max_source_length),
+      ('data.max_target_length', config.data.max_target_length),
+      ('predict.max_decode_len', max_decode_length),
+  ):
+    if length > model_config.max_positions:
       raise errors.UserInputError(
-          f'data.{key}={config.data[key]} exceeds model.max_positions='
+          f'{key}={length} exceeds model.max_positions='
           f'{model_config.max_positions}; raise model.max_positions or lower'
-          f' data.{key}'
+          f' {key}'
       )
 
 
