@@ -459,6 +459,105 @@ class ResponseAugmentationTest(absltest.TestCase):
     self.assertEqual(kept[1], [])
 
 
+class AugmentedSftDataTest(absltest.TestCase):
+
+  def test_source_spec_options_and_base(self):
+    options, base = mugglemath.parse_source_spec(
+        'copies=3,responses=2:synthetic:math:train:50'
+    )
+    self.assertEqual(base, 'synthetic:math:train:50')
+    self.assertEqual(options['copies'], 3)
+    self.assertEqual(options['responses'], 2)
+    self.assertEqual(options['original'], 1)  # A default.
+    options, base = mugglemath.parse_source_spec('/data/gsm8k/train.jsonl')
+    self.assertEqual(base, '/data/gsm8k/train.jsonl')
+    self.assertEqual(options, mugglemath.SOURCE_DEFAULTS)
+
+  def test_bad_source_options_raise_naming_the_option(self):
+    for spec in ('copies=two:x.jsonl', 'rounds=2:x.jsonl', 'copies=1:'):
+      with self.assertRaisesRegex(UserInputError, 'mugglemath'):
+        mugglemath.parse_source_spec(spec)
+
+  def test_reordered_paths_keep_the_arithmetic_and_answer(self):
+    solution = (
+        'Sam buys 3*15 = <<3*15=45>>45 pencils.\n'
+        'He gets 45 + 8 = <<45+8=53>>53, gives 53-20 = <<53-20=33>>33.\n'
+        '#### 33'
+    )
+    rng = np.random.default_rng(0)
+    paths = {mugglemath.reorder_operands(solution, rng) for _ in range(40)}
+    self.assertLen(paths, 4)  # Each of the two sums/products, or not.
+    self.assertIn(
+        'Sam buys 15*3 = <<15*3=45>>45 pencils.\n'
+        'He gets 8 + 45 = <<8+45=53>>53, gives 53-20 = <<53-20=33>>33.\n'
+        '#### 33',
+        paths,
+    )
+    for path in paths:
+      self.assertTrue(mugglemath.annotations_are_correct(path))
+      self.assertEqual(gsm8k.extract_answer(path), 33)
+      self.assertIn('53-20 = <<53-20=33>>', path)  # Never reordered.
+
+  def test_sft_examples_count_originals_copies_and_paths(self):
+    base = [{'question': q, 'answer': s} for q, s, _ in FORMULA_ITEMS]
+    only_seed, _ = mugglemath.sft_examples(base, copies=0)
+    self.assertEqual(
+        [e['src'] for e in only_seed], [item['question'] for item in base]
+    )
+    grown, _ = mugglemath.sft_examples(base, copies=2, seed=3)
+    self.assertLen(grown, 3 * len(base))  # Every fixture item changes.
+    self.assertEqual(grown[: len(base)], only_seed)
+    no_seed, _ = mugglemath.sft_examples(base, copies=2, seed=3, original=0)
+    self.assertEqual(no_seed, grown[len(base) :])
+    for example in grown:
+      self.assertEqual(example['kind'], 'math')
+      self.assertTrue(gsm8k.is_correct(example['answer'], example['tgt']))
+
+  def test_k_responses_are_distinct_correct_paths_of_one_query(self):
+    base = [{'question': q, 'answer': s} for q, s, _ in FORMULA_ITEMS]
+    examples, _ = mugglemath.sft_examples(base, copies=1, responses=6)
+    by_query = {}
+    for example in examples:
+      query = example['id'].partition('#')[0]
+      by_query.setdefault(query, []).append(example)
+    self.assertGreater(len(examples), len(by_query))  # Some K > 1 kept.
+    for paths in by_query.values():
+      self.assertLessEqual(len(paths), 6)
+      keys = [mugglemath.equation_list(p['tgt']) for p in paths]
+      self.assertEqual(len(set(keys)), len(keys))  # Deduplicated.
+      for path in paths:
+        self.assertTrue(gsm8k.is_correct(path['answer'], path['tgt']))
+
+  def test_data_source_recomputes_generated_problems(self):
+    from flaxllm.data import sources  # pylint: disable=g-import-not-at-top
+
+    examples = sources.load_examples(
+        'mugglemath:copies=2:synthetic:math:train:30'
+    )
+    new = [e for e in examples if '/' in e['id']]
+    self.assertGreater(len(new), 40)
+    for example in new:
+      # 'X has a items and gets b more, then gives away c.': a + b - c.
+      a, b, c = _numbers(example['src'])
+      self.assertEqual(gsm8k.extract_answer(example['tgt']), float(a + b - c))
+      self.assertEqual(example['kind'], 'math')
+
+  def test_config_falls_back_to_generated_math_without_gsm8k(self):
+    from configs import mugglemath as config_module  # pylint: disable=g-import-not-at-top
+
+    config = config_module.get_config(
+        'runlocal,copies=3,responses=2,gsm8k_dir=/nonexistent'
+    )
+    self.assertEqual(
+        config.data.train,
+        'mugglemath:copies=3,responses=2,seed=0,limit=400:'
+        'synthetic:math:train:400',
+    )
+    self.assertEqual(config.data.test, 'synthetic:math:test:64')
+    with self.assertRaisesRegex(ValueError, 'base'):
+      config_module.get_config('runlocal,base=math23k')
+
+
 class ScalingFitTest(absltest.TestCase):
 
   def test_recovers_slope_and_intercept_of_exact_log_linear_data(self):

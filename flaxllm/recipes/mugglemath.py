@@ -2,7 +2,7 @@
 
 MuggleMath (Li et al., "Query and Response Augmentation Cannot Help
 Out-of-domain Math Reasoning Generalization", ACL 2024) grows GSM8K with new
-queries and new responses. Four pieces, each usable on its own:
+queries and new responses. Five pieces, each usable on its own:
 
   (a) query augmentation: one prompt per seed question asks a generator for
       five variants, one per augmentation type (change numbers, fractions or
@@ -21,6 +21,9 @@ queries and new responses. Four pieces, each usable on its own:
       equations (the RFT filter);
   (d) the scaling law: GSM8K accuracy ~ intercept + slope * ln(N), fitted by
       least squares, with R^2 and a plot.
+  (e) SFT data: `sft_examples` grows a seed set by (b) and (c), and
+      `load_source` serves it as the `mugglemath:<options>:<spec>` data
+      source of `flaxllm.data.sources` (configs/mugglemath.py).
 
 The query prompt is written here in our own words after the structure the
 paper gives (a teacher persona, one worked example per type on the GSM8K
@@ -1215,6 +1218,7 @@ def plot_scaling(
     `path`.
   """
   import matplotlib  # pylint: disable=g-import-not-at-top
+  import matplotlib.ticker  # pylint: disable=g-import-not-at-top
 
   matplotlib.use('Agg')
   from matplotlib import pyplot  # pylint: disable=g-import-not-at-top
@@ -1232,6 +1236,11 @@ def plot_scaling(
       ),
   )
   axes.set_xscale('log')
+  # Ticks at the measured amounts, written out: log-axis minor labels
+  # (3x10^2, 4x10^2, ...) run into each other over short ranges.
+  axes.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+  axes.set_xticks(np.unique(amounts))
+  axes.set_xticklabels([f'{amount:,.0f}' for amount in np.unique(amounts)])
   axes.set_xlabel('amount of augmented data N')
   axes.set_ylabel('accuracy')
   axes.set_title(title)
@@ -1240,3 +1249,214 @@ def plot_scaling(
   figure.savefig(path, dpi=120)
   pyplot.close(figure)
   return path
+
+
+# =============================================================================
+# (e) Augmented SFT data: the `mugglemath:` data source.
+# =============================================================================
+
+SOURCE_DEFAULTS = {
+    'copies': 1,  # Rule-based number-change draws per seed item.
+    'responses': 1,  # K: reasoning paths sampled per query.
+    'seed': 0,
+    'original': 1,  # 1: keep the seed items beside their new versions.
+    'limit': 0,  # > 0: use only the first `limit` seed items.
+}
+
+
+def parse_source_spec(spec: str) -> tuple[dict[str, int], str]:
+  """'copies=4,responses=2:/data/train.jsonl' -> (options, base spec).
+
+  The options part (before the first ':') may be left out; the base spec is
+  any data source spec, e.g. a GSM8K jsonl file or 'synthetic:math:train:500'.
+
+  Raises:
+    UserInputError: for an unknown or non-integer option, or no base spec.
+  """
+  head, separator, rest = spec.partition(':')
+  if separator and ('=' in head or not head):
+    option_text, base = head, rest
+  else:
+    option_text, base = '', spec
+  options = dict(SOURCE_DEFAULTS)
+  for item in filter(None, (part.strip() for part in option_text.split(','))):
+    key, _, value = item.partition('=')
+    if key not in SOURCE_DEFAULTS or not value.strip().isdigit():
+      raise UserInputError(
+          f'mugglemath option {item!r} is not one of'
+          f' {sorted(SOURCE_DEFAULTS)} set to a whole number; write e.g.'
+          ' mugglemath:copies=4,responses=2:/path/gsm8k/train.jsonl'
+      )
+    options[key] = int(value)
+  if not base.strip():
+    raise UserInputError(
+        f'mugglemath:{spec} names no base data; write'
+        ' mugglemath:<options>:<source spec>'
+    )
+  if options['responses'] < 1:
+    raise UserInputError('mugglemath option responses must be at least 1')
+  return options, base.strip()
+
+
+def reorder_operands(solution: str, rng: np.random.Generator) -> str:
+  """Another reasoning path of a solution, with the same answer.
+
+  Each annotation that is a two-operand sum or product (`<<a+b=c>>`) is
+  written the other way round (`<<b+a=c>>`) with probability 1/2, together
+  with its copy in the prose just before it ('a + b = <<...'). The equation
+  list changes, the arithmetic does not: a rule-based stand-in for sampling
+  a model, used where no generator model is configured.
+  """
+  pieces, cursor = [], 0
+  for match in _ANNOTATION.finditer(solution):
+    lhs = match.group(1)
+    try:
+      expression = parse_expression(lhs)
+    except ExpressionError:
+      continue
+    tree = expression.tree
+    if not (
+        tree[0] in ('+', '*')
+        and tree[1] == ('number', 0)
+        and tree[2] == ('number', 1)
+        and rng.random() < 0.5
+    ):
+      continue
+    (first_start, first_end, _), (second_start, second_end, _) = (
+        expression.operands
+    )
+    first = lhs[first_start:first_end]
+    second = lhs[second_start:second_end]
+    middle = lhs[first_end:second_start]
+    swapped = lhs[:first_start] + second + middle + first + lhs[second_end:]
+    prose = solution[cursor : match.start()]
+    copy = re.search(
+        rf'(?<![\d.]){re.escape(first)}(\s*[+*×x]\s*){re.escape(second)}'
+        r'(\s*=\s*\$?\s*)$',
+        prose,
+    )
+    if copy:
+      prose = (
+          prose[: copy.start()] + second + copy.group(1) + first + copy.group(2)
+      )
+    pieces += [prose, f'<<{swapped}={match.group(2)}>>']
+    cursor = match.end()
+  pieces.append(solution[cursor:])
+  return ''.join(pieces)
+
+
+def reordering_generator(
+    solutions: dict[str, str], seed: int, template: str = RESPONSE_TEMPLATE
+) -> Generator:
+  """`generate(prompts)` answering response prompts by `reorder_operands`.
+
+  Args:
+    solutions: question -> its known solution.
+    seed: the sampler's seed; repeated prompts get independent draws.
+    template: the prompt template the prompts were built with.
+  """
+  by_prompt = {
+      template.format(question=question): solution
+      for question, solution in solutions.items()
+  }
+  rng = np.random.default_rng(seed)
+
+  def generate(prompts: list[str]) -> list[str]:
+    return [reorder_operands(by_prompt[prompt], rng) for prompt in prompts]
+
+  return generate
+
+
+def sft_examples(
+    base: Sequence[dict[str, str]],
+    *,
+    copies: int = 1,
+    responses: int = 1,
+    seed: int = 0,
+    original: int = 1,
+    limit: int = 0,
+    generate: Optional[Generator] = None,
+) -> tuple[list[dict], collections.Counter]:
+  """Math SFT examples grown by number changes and response augmentation.
+
+  Args:
+    base: seed items {'question', 'answer'} (GSM8K-style solutions).
+    copies: number-change draws per seed item (`augment_numbers`); 0 keeps
+      the seed items only.
+    responses: K, paths sampled per query by `augment_responses` (known
+      answers, RFT filter and deduplication); 1 keeps each query's own
+      solution.
+    seed: the seed of the number changes and of the default sampler.
+    original: whether the seed items are kept beside the new ones.
+    limit: if > 0, only the first `limit` seed items are used.
+    generate: the response sampler; None samples `reorder_operands` of each
+      query's own solution (`reordering_generator`).
+
+  Returns:
+    (examples, rejections): examples are {'src', 'tgt', 'kind': 'math',
+    'answer': '#### N', 'id'}, one per kept (query, path), the seed items
+    first; rejections count the seed items the number changes rejected.
+  """
+  base = list(base[:limit] if limit else base)
+  queries = []
+  if original:
+    queries += [
+        (f'item{index}', item['question'], item['answer'])
+        for index, item in enumerate(base)
+    ]
+  rejections = collections.Counter()
+  if copies:
+    records, rejections = augment_numbers(base, seed=seed, copies=copies)
+    counts = collections.Counter()
+    for record in records:
+      index = record['source_index']
+      counts[index] += 1
+      queries.append(
+          (f'item{index}/{counts[index]}', record['question'], record['answer'])
+      )
+  if responses > 1:
+    if generate is None:
+      generate = reordering_generator(
+          {question: solution for _, question, solution in queries}, seed
+      )
+    paths = augment_responses(
+        [question for _, question, _ in queries],
+        generate,
+        samples_per_question=responses,
+        answers=[gsm8k.reference_answer(solution) for *_, solution in queries],
+    )
+  else:
+    paths = [[solution] for *_, solution in queries]
+  examples = []
+  for (name, question, solution), kept in zip(queries, paths):
+    answer = f'#### {gsm8k.extract_answer_text(solution)}'
+    for path_index, path in enumerate(kept):
+      examples.append({
+          'src': question,
+          'tgt': path,
+          'kind': 'math',
+          'answer': answer,
+          'id': f'{name}#{path_index}' if responses > 1 else name,
+      })
+  return examples, rejections
+
+
+def load_source(spec: str) -> list[dict]:
+  """The examples of a `mugglemath:<options>:<base>` data source spec.
+
+  A base spec of the `synthetic:` or `hpo:` forms is read with its own
+  src/tgt fields; any other (a GSM8K jsonl file) with question/answer.
+  """
+  from flaxllm.data import sources  # pylint: disable=g-import-not-at-top
+
+  options, base_spec = parse_source_spec(spec)
+  own_fields = base_spec.split(':', 1)[0] in ('synthetic', 'hpo')
+  fields = ('src', 'tgt') if own_fields else ('question', 'answer')
+  base = [
+      {'question': example['src'], 'answer': example['tgt']}
+      for example in sources.load_examples(
+          base_spec, source_field=fields[0], target_field=fields[1]
+      )
+  ]
+  examples, _ = sft_examples(base, **options)
+  return examples

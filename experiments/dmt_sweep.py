@@ -1,0 +1,239 @@
+r"""More seeds and strategies of the CPU-scale DMT experiment, in one table.
+
+Runs `configs/dmt.py:runlocal` once per (strategy, seed), each in its own
+workdir under `--root`, one after another, and skips runs whose workdir
+already holds a `results.json` (so an interrupted sweep resumes where it
+stopped). `--report` then reads every finished run under `--root` and appends
+a table to experiments/results/dmt.md: per strategy, each ability's score as
+mean +- sample std over the seeds found (the single value with one seed).
+
+  # seeds 1 and 2 of the three strategies of the first table
+  nice -n 10 python experiments/dmt_sweep.py \
+      --runs=multi_task,mixed_sequential,dmt@0.0625 --seeds=1,2
+  # the rest of the paper's rows and a k sweep, one seed
+  nice -n 10 python experiments/dmt_sweep.py \
+      --runs=single@math,single@code,single@general,sequential,dmt@0.00390625,dmt@0.015625,dmt@0.25 \
+      --seeds=0
+  python experiments/dmt_sweep.py --report
+
+A run name is a strategy, with `@k` for dmt and `@source` for single. Seed S
+sets both `config.seed` (initialisation and batch order) and
+`config.task.recipe.seed` (which examples are cut and replayed); seed 0 is
+the default of `configs/dmt.py`, so it repeats the first table's runs.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+
+# (results key, column title, number format).
+METRICS = (
+    ('math_accuracy', 'math acc.', '{:.1f}'),
+    ('code_pass@1', 'code pass@1', '{:.1f}'),
+    ('general_rougeL', 'general ROUGE-L', '{:.2f}'),
+    ('accuracy', 'test token acc. (%)', '{:.1f}'),
+)
+# Stages of each strategy, for the table.
+STAGES = {
+    'single': 'one source alone',
+    'multi_task': 'all mixed',
+    'sequential': 'code, then math, then general',
+    'mixed_sequential': 'code+math, then general',
+    'dmt': 'code+math, then general + k of each specialist',
+}
+_SOURCE_SIZE = 1500  # Examples per source in configs/dmt.py:runlocal.
+
+
+def config_arg(run: str) -> str:
+  """'dmt@0.0625' -> 'runlocal,strategy=dmt,k=0.0625' (the :variant part)."""
+  strategy, _, value = run.partition('@')
+  if strategy not in STAGES:
+    raise SystemExit(f'run {run!r}: strategy must be one of {sorted(STAGES)}')
+  arg = f'runlocal,strategy={strategy}'
+  if strategy == 'dmt':
+    arg += f',k={float(value or 1 / 256)}'
+  elif strategy == 'single':
+    arg += f',single={value or "math"}'
+  elif value:
+    raise SystemExit(f'run {run!r}: only dmt@k and single@source take a value')
+  return arg
+
+
+def command(run: str, seed: int, workdir: str) -> list[str]:
+  return [
+      sys.executable,
+      '-m',
+      'flaxllm.main',
+      f'--config=configs/dmt.py:{config_arg(run)}',
+      f'--config.seed={seed}',
+      f'--config.task.recipe.seed={seed}',
+      f'--workdir={workdir}',
+  ]
+
+
+def run_all(runs, seeds, root: str, timeout_s: int) -> None:
+  os.makedirs(root, exist_ok=True)
+  for seed in seeds:
+    for run in runs:
+      workdir = os.path.join(root, f'{run}_s{seed}')
+      if os.path.exists(os.path.join(workdir, 'results.json')):
+        print(f'{run} seed {seed}: done before, skipped', flush=True)
+        continue
+      argv = command(run, seed, workdir)
+      start = time.time()
+      with open(workdir + '.log', 'w', encoding='utf-8') as log:
+        code = subprocess.call(
+            argv,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            timeout=timeout_s,
+        )
+      seconds = time.time() - start
+      with open(os.path.join(root, 'runs.jsonl'), 'a', encoding='utf-8') as f:
+        f.write(
+            json.dumps({
+                'run': run,
+                'seed': seed,
+                'returncode': code,
+                'seconds': round(seconds),
+                'command': ' '.join(argv[1:]),
+            })
+            + '\n'
+        )
+      print(f'{run} seed {seed}: rc={code} in {seconds:.0f} s', flush=True)
+
+
+def _label(run: str) -> str:
+  strategy, _, value = run.partition('@')
+  if strategy == 'dmt':
+    k = float(value or 1 / 256)
+    denominator = round(1 / k) if k else 0
+    per_source = int(k * _SOURCE_SIZE + 1e-9)
+    return f'DMT(k = 1/{denominator}, {per_source} per specialist)'
+  if strategy == 'single':
+    return f'{value or "math"} only'
+  return strategy.replace('_', ' ').replace('multi task', 'multi-task')
+
+
+def _cell(values, fmt: str) -> str:
+  if not values:
+    return '-'
+  if len(values) == 1:
+    return fmt.format(values[0])
+  return (
+      f'{fmt.format(statistics.mean(values))} +-'
+      f' {fmt.format(statistics.stdev(values))}'
+  )
+
+
+def report(root: str, results_md: str) -> str:
+  """The table of every finished run under `root`, appended to results_md."""
+  finished = {}
+  for name in sorted(os.listdir(root)):
+    path = os.path.join(root, name, 'results.json')
+    if not os.path.exists(path):
+      continue
+    run, _, seed = name.rpartition('_s')
+    with open(path, encoding='utf-8') as f:
+      finished.setdefault(run, {})[int(seed)] = json.load(f)['test']
+  seconds = {}
+  runs_log = os.path.join(root, 'runs.jsonl')
+  if os.path.exists(runs_log):
+    with open(runs_log, encoding='utf-8') as f:
+      for line in f:
+        entry = json.loads(line)
+        seconds[(entry['run'], entry['seed'])] = entry['seconds']
+  order = list(STAGES)
+  rows = sorted(
+      finished,
+      key=lambda run: (order.index(run.partition('@')[0]), run),
+  )
+  header = ['strategy', 'stages', 'seeds'] + [m[1] for m in METRICS]
+  lines = [
+      '| ' + ' | '.join(header) + ' |',
+      '|' + ' --- |' * len(header),
+  ]
+  for run in rows:
+    by_seed = finished[run]
+    cells = [
+        _label(run),
+        STAGES[run.partition('@')[0]],
+        ','.join(map(str, sorted(by_seed))),
+    ]
+    for key, _, fmt in METRICS:
+      scale = 100.0 if key == 'accuracy' else 1.0
+      values = [
+          scale * metrics[key] for metrics in by_seed.values() if key in metrics
+      ]
+      cells.append(_cell(values, fmt))
+    lines.append('| ' + ' | '.join(cells) + ' |')
+  per_seed = [
+      '',
+      '| run | seed | ' + ' | '.join(m[1] for m in METRICS) + ' | wall s |',
+      '|' + ' --- |' * (len(METRICS) + 3),
+  ]
+  for run in rows:
+    for seed, metrics in sorted(finished[run].items()):
+      values = [
+          fmt.format((100.0 if key == 'accuracy' else 1.0) * metrics[key])
+          if key in metrics
+          else '-'
+          for key, _, fmt in METRICS
+      ]
+      per_seed.append(
+          f'| {_label(run)} | {seed} | '
+          + ' | '.join(values)
+          + f' | {seconds.get((run, seed), "-")} |'
+      )
+  table = '\n'.join(lines + per_seed)
+  print(table)
+  if results_md:
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d')
+    with open(results_md, 'a', encoding='utf-8') as f:
+      f.write(
+          f'\n## {stamp}, sweep: `python experiments/dmt_sweep.py --report'
+          f' --root={root}`\n\nEach run: `python -m flaxllm.main'
+          ' --config=configs/dmt.py:runlocal,strategy=S[,k=K|,single=X]'
+          ' --config.seed=N --config.task.recipe.seed=N` (the commands and'
+          ' wall times are in the runs.jsonl of the sweep root). Scores are'
+          ' mean +- sample std over the seeds listed.\n\n'
+          + table
+          + '\n'
+      )
+  return table
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument(
+      '--runs', default='multi_task,mixed_sequential,dmt@0.0625'
+  )
+  parser.add_argument('--seeds', default='1,2')
+  parser.add_argument('--root', default='/tmp/dmt_sweep')
+  parser.add_argument('--timeout_s', type=int, default=1800)
+  parser.add_argument('--report', action='store_true')
+  parser.add_argument(
+      '--results', default=os.path.join(HERE, 'results', 'dmt.md')
+  )
+  args = parser.parse_args()
+  if args.report:
+    report(args.root, args.results)
+    return
+  runs = [run.strip() for run in args.runs.split(',') if run.strip()]
+  for run in runs:
+    config_arg(run)  # Fails on a bad name before any run starts.
+  seeds = [int(seed) for seed in args.seeds.split(',') if seed.strip()]
+  run_all(runs, seeds, args.root, args.timeout_s)
+
+
+if __name__ == '__main__':
+  main()
