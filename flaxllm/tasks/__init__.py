@@ -41,6 +41,7 @@ TASK_NAMES = (
     'denoise',
     'classify',
     'diffusion',
+    'linking',
 )
 
 
