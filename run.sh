@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # flaxllm's two commands (and a few more):
-#   ./run.sh                       set up .venv, then the main job: configs/seq2seq.py:runlocal
+#   ./run.sh                       set up .venv, then the main job: configs/seqdiffuseq.py:runlocal
 #   ./run.sh test [PYTEST_ARGS]    set up with the test extras, then the whole test suite
 #   ./run.sh CONFIG[:variant] [FLAGS]   train any config, e.g. configs/seq2seq.py:runlocal --config.train.steps=50
 #   ./run.sh experiments/X.py [ARGS]    run an experiment or benchmark script
+#   ./run.sh notebooks [NAMES]     set up with the notebook extras, run notebooks/*.ipynb headless (CPU size)
 # Set-up is idempotent: .venv is created once and reinstalled only when setup.py changes.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -57,7 +58,13 @@ case "${1:-}" in
     ;;
   "")
     setup ""
-    run_config configs/seq2seq.py:runlocal
+    run_config configs/seqdiffuseq.py:runlocal
+    ;;
+  notebooks)
+    shift
+    setup "notebooks"
+    echo "+ python notebooks/run_notebooks.py $*"
+    exec "$VENV/bin/python" notebooks/run_notebooks.py "$@"
     ;;
   experiments/*.py)
     setup "test,tfds"

