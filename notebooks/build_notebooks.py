@@ -493,14 +493,22 @@ from flaxllm import configuration, train
 def run_strategy(strategy):
   config = dmt.get_config(f'runlocal,strategy={strategy},k=0.0625' if RUNLOCAL
                           else f'strategy={strategy},k=0.0625')
-  config.train.steps = 450 if RUNLOCAL else 6000
+  config.train.steps = 400 if RUNLOCAL else 6000
   config.train.log_every = 50 if RUNLOCAL else 250
+  if RUNLOCAL:
+    config.data.test = ';'.join(f'synthetic:{a}:test:24' for a in ('math', 'code', 'general'))
   colab.fit_mesh(config)
   configuration.validate(config, num_devices=jax.device_count())
   workdir = os.path.join(WORK, f'dmt_{strategy}')
   return workdir, train.train_and_evaluate(config, workdir)['test']
 
-strategies = {s: run_strategy(s) for s in ('multi_task', 'mixed_sequential', 'dmt')}
+strategies = {'multi_task': run_strategy('multi_task')}
+"""),
+    code("""
+strategies['mixed_sequential'] = run_strategy('mixed_sequential')
+"""),
+    code("""
+strategies['dmt'] = run_strategy('dmt')
 colab.table([{'strategy': s, 'math accuracy': m.get('math_accuracy'),
               'code pass@1': m.get('code_pass@1'), 'general ROUGE-L': m.get('general_rougeL')}
              for s, (_, m) in strategies.items()])

@@ -47,7 +47,7 @@ def run_one(path: str, timeout: int, output_dir: str) -> float:
 def main() -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('names', nargs='*', help='notebook names (default all)')
-  parser.add_argument('--timeout', type=int, default=900,
+  parser.add_argument('--timeout', type=int, default=1800,
                       help='seconds allowed per cell')
   parser.add_argument('--output_dir', default='',
                       help='where to keep executed copies (default: none)')
