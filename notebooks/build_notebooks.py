@@ -591,6 +591,10 @@ baseline (all-MiniLM-L6-v2 embeddings, nearest name by cosine) runs beside it.
 `configs/genbioel.py` trains on (mention in context -> the gold synonym
 closest to the mention by character 3-gram TF-IDF) and evaluates with
 trie-constrained beam search: Recall@1 and Recall@5.
+At `runlocal` size (300 CPU steps from scratch) the generator has not
+learned to link yet, so expect recall near zero; GenBioEL starts from a
+pretrained BART (`--config.init_from=hf:<folder>`) and trains for thousands
+of steps, which an accelerator runtime affords.
 """),
     code("""
 from configs import genbioel
