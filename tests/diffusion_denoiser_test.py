@@ -230,6 +230,45 @@ class DenoiserTest(absltest.TestCase):
     ):
       self.assertEqual(flat_shardings[path].spec, expected, msg=str(path))
 
+  def test_fan_in_encoder_input_init_lifts_tokens_to_the_position_scale(self):
+    # The runlocal widths: a 128-d embedding into a d-128 encoder.
+    ratios = {}
+    for init in ('normal', 'fan_in'):
+      model = denoiser.SeqDiffuSeqDenoiser(
+          _config(
+              vocab_size=512,
+              d_model=128,
+              embedding_dim=128,
+              decoder_layers=1,
+              encoder_input_init=init,
+          ),
+          diffusion_steps=100,
+      )
+      ids = jnp.arange(512, dtype=jnp.int32)[None, :]  # [1, vocab]
+      params = model.init(
+          jax.random.key(0),
+          ids[:, :SRC],
+          jnp.ones((1, SRC), jnp.int32),
+          jnp.zeros((1, TGT, 128)),
+          jnp.zeros((1,), jnp.int32),
+          jnp.zeros((1, TGT, 128)),
+      )['params']
+      tokens = model.apply(
+          {'params': params},
+          ids,
+          method=lambda m, ids: m.encoder_input(ids),
+      )[0]  # [vocab, d]
+      token_std = float(jnp.std(tokens - tokens.mean(axis=0)))
+      positions = nn.unbox(params['encoder']['embed_positions']['embedding'])
+      ratios[init] = token_std / float(jnp.std(positions))
+    # The spec's init: the token signal is an order of magnitude weaker.
+    self.assertLess(ratios['normal'], 0.1)
+    self.assertBetween(ratios['fan_in'], 0.5, 2.0)
+
+  def test_unknown_encoder_input_init_is_rejected(self):
+    with self.assertRaisesRegex(errors.UserInputError, 'encoder_input_init'):
+      _config(encoder_input_init='xavier')
+
   def test_scaled_embeddings_are_rejected(self):
     with self.assertRaisesRegex(errors.UserInputError, 'scale_embedding'):
       _config(scale_embedding=True)

@@ -17,6 +17,13 @@ target position attends to every other (non-autoregressive), and to the real
 source tokens. `encode` runs once per source and `denoise` once per sampling
 step. Parameters carry logical axis names, so the model shards like the other
 families; the embedding's small feature axis stays replicated.
+
+`encoder_input_init` picks the init of the encoder's input projection.
+'normal' (the spec: N(0, 0.02^2) like every Linear) shrinks the 0.02-std
+embedding by ~20x through the two layers, so after `layernorm_embedding` the
+encoder sees almost only its 0.02-std position embeddings; 'fan_in'
+(variance 1/fan_in) keeps the token signal at the embedding's scale,
+comparable to the positions.
 """
 
 from typing import Any
@@ -32,6 +39,12 @@ from flaxllm.models import layers
 
 _EMBED_AXES = ('batch', 'length', 'embed')
 
+# Kernel inits of the encoder's input projection, by config name.
+PROJECTION_INITS = {
+    'normal': layers.DEFAULT_KERNEL_INIT,  # N(0, 0.02^2), the spec
+    'fan_in': nn.initializers.variance_scaling(1.0, 'fan_in', 'normal'),
+}
+
 
 @struct.dataclass
 class DiffusionModelConfig(encoder_decoder.EncoderDecoderConfig):
@@ -39,16 +52,24 @@ class DiffusionModelConfig(encoder_decoder.EncoderDecoderConfig):
 
   `tie_embeddings` ties the rounding head to the word embedding (the paper)
   and `final_logits_bias` gives the head its own bias. The embedding is never
-  scaled, so `scale_embedding` must stay False.
+  scaled, so `scale_embedding` must stay False. `encoder_input_init` names
+  the init of the encoder's input projection in `PROJECTION_INITS`.
   """
 
   FAMILY = 'diffusion'
 
   embedding_dim: int = 128
+  # 'normal' (the spec) or 'fan_in'; see the module docstring.
+  encoder_input_init: str = 'normal'
 
   def validate(self) -> None:
     """Raises UserInputError if the hyperparameters cannot build a model."""
     super().validate()
+    if self.encoder_input_init not in PROJECTION_INITS:
+      raise errors.UserInputError(
+          f'model.encoder_input_init={self.encoder_input_init!r} is unknown;'
+          f' use one of {sorted(PROJECTION_INITS)}'
+      )
     if self.embedding_dim < 1:
       raise errors.UserInputError(
           f'model.embedding_dim={self.embedding_dim} must be positive'
@@ -70,6 +91,7 @@ class TanhProjection(nn.Module):
     output_axis: logical name of the output feature axis.
     dtype: computation dtype.
     param_dtype: parameter dtype.
+    kernel_init: init of both kernels.
   """
 
   hidden_dim: int
@@ -78,6 +100,7 @@ class TanhProjection(nn.Module):
   output_axis: str | None
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
+  kernel_init: Any = layers.DEFAULT_KERNEL_INIT
 
   @nn.compact
   def __call__(self, inputs: jax.Array) -> jax.Array:
@@ -87,6 +110,7 @@ class TanhProjection(nn.Module):
         (self.input_axis, 'mlp'),
         dtype=self.dtype,
         param_dtype=self.param_dtype,
+        kernel_init=self.kernel_init,
         name='fc1',
     )(inputs)
     return layers.dense_general(
@@ -94,6 +118,7 @@ class TanhProjection(nn.Module):
         ('mlp', self.output_axis),
         dtype=self.dtype,
         param_dtype=self.param_dtype,
+        kernel_init=self.kernel_init,
         name='fc2',
     )(jnp.tanh(hidden))
 
@@ -120,6 +145,7 @@ class ProjectedEmbedding(nn.Module):
         output_axis='embed',
         dtype=cfg.dtype,
         param_dtype=cfg.param_dtype,
+        kernel_init=PROJECTION_INITS[cfg.encoder_input_init],
         name='projection',
     )(self.word_embedding(ids))
 
