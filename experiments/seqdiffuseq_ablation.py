@@ -50,12 +50,15 @@ VARIANTS = {
 }
 
 
-def diffusion_config(variant: str, seed: int, steps: int):
+def diffusion_config(
+    variant: str, seed: int, steps: int, encoder_input_init: str = 'normal'
+):
   """`seqdiffuseq.py:runlocal` with the variant's switches and the budget."""
   adaptive, self_conditioning = VARIANTS[variant]
   config = seqdiffuseq.get_config(
       f'runlocal,adaptive_schedule={adaptive},'
-      f'self_conditioning={self_conditioning}'
+      f'self_conditioning={self_conditioning},'
+      f'encoder_input_init={encoder_input_init}'
   )
   # Re-fit at steps 3S, 4S, ... with S an eighth of the run: six updates.
   config.task.adaptive_every = max(steps // 8, 1)
@@ -135,13 +138,19 @@ def plot_schedule(config, workdir: str, path: str) -> str:
   return schedules.plot_alpha_bar(before, after, path)
 
 
-def run_one(variant: str, seed: int, steps: int, root: str) -> dict:
+def run_one(
+    variant: str,
+    seed: int,
+    steps: int,
+    root: str,
+    encoder_input_init: str = 'normal',
+) -> dict:
   """Trains (or reads back) one run; returns its test figures."""
   workdir = os.path.join(root, f'{variant}_seed{seed}')
   if variant == 'autoregressive':
     config = autoregressive_config(seed, steps)
   else:
-    config = diffusion_config(variant, seed, steps)
+    config = diffusion_config(variant, seed, steps, encoder_input_init)
   record_path = os.path.join(workdir, 'ablation_record.json')
   if os.path.exists(record_path):
     with open(record_path) as f:
@@ -205,6 +214,11 @@ def main():
   parser.add_argument('--workdir', default='/tmp/sdsq_ablation')
   parser.add_argument('--out', default='', help='also write the table here')
   parser.add_argument('--alpha_bar_png', default='')
+  parser.add_argument(
+      '--encoder_input_init', default='normal', choices=('normal', 'fan_in'),
+      help="the diffusion models' encoder input projection init (use another"
+      ' --workdir per init: run folders are named by variant and seed)',
+  )
   args = parser.parse_args()
   variants = args.variants.split(',')
   for variant in variants:
@@ -214,9 +228,15 @@ def main():
   records = []
   for seed in seeds:  # seeds outermost: a cut-short sweep still compares
     for variant in variants:
-      records.append(run_one(variant, seed, args.steps, args.workdir))
+      records.append(
+          run_one(
+              variant, seed, args.steps, args.workdir, args.encoder_input_init
+          )
+      )
   if args.alpha_bar_png and 'full' in variants:
-    config = diffusion_config('full', seeds[0], args.steps)
+    config = diffusion_config(
+        'full', seeds[0], args.steps, args.encoder_input_init
+    )
     path = plot_schedule(
         config, os.path.join(args.workdir, f'full_seed{seeds[0]}'),
         args.alpha_bar_png,
