@@ -26,6 +26,9 @@ def default_config() -> ml_collections.ConfigDict:
   """All sections with their defaults. Configs override what they need."""
   c = ml_collections.ConfigDict()
   c.seed = 0
+  # Precision of float32 matmuls (see flaxllm.precision): 'default' is the
+  # backend's (TF32 on GPUs); 'float32' matches PyTorch's float32 training.
+  c.matmul_precision = 'default'
 
   c.task = ml_collections.ConfigDict()  # checked by flaxllm.tasks
   c.task.name = 'seq2seq'
@@ -340,12 +343,14 @@ def validate(
   """
   # Imported here: sharding imports jax, and config checks stay cheap to load.
   from flaxllm import perturb  # pylint: disable=g-import-not-at-top
+  from flaxllm import precision  # pylint: disable=g-import-not-at-top
   from flaxllm import sharding  # pylint: disable=g-import-not-at-top
   from flaxllm import tasks  # pylint: disable=g-import-not-at-top
 
   _check_keys(config, default_config())
   tasks.check_task_config(config)
   perturb.check_config(config)
+  precision.check(config.matmul_precision)
   _check_positive(
       config,
       'train.steps',

@@ -32,6 +32,7 @@ from flaxllm import configuration
 from flaxllm import logging as run_logging
 from flaxllm import optim
 from flaxllm import perturb
+from flaxllm import precision
 from flaxllm import sharding
 from flaxllm import tasks
 from flaxllm.errors import UserInputError
@@ -583,6 +584,7 @@ def restore_or_init(run: Run):
   return run.checkpointer.restore(latest, run.placement.abstract)
 
 
+@precision.under_config_precision
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains `config.train.steps` steps (resuming), then evaluates eval and test.
 
@@ -765,6 +767,7 @@ def load_checkpoint(config: ml_collections.ConfigDict, workdir: str):
   return run, state
 
 
+@precision.under_config_precision
 def evaluate_only(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """--mode=eval: metrics of the latest checkpoint on the eval and test splits."""
   run, state, evaluator = _restore_for_inference(config, workdir)
@@ -777,6 +780,7 @@ def evaluate_only(config: ml_collections.ConfigDict, workdir: str) -> dict:
     run.checkpointer.close()
 
 
+@precision.under_config_precision
 def predict_only(config: ml_collections.ConfigDict, workdir: str) -> str:
   """--mode=predict: decodes `predict.split` to workdir/predictions.jsonl."""
   run, state, evaluator = _restore_for_inference(config, workdir)
