@@ -19,6 +19,7 @@ import functools
 import hashlib
 import importlib.util
 import os
+import re
 
 from flaxllm.errors import UserInputError
 
@@ -86,19 +87,21 @@ def default_obo_path() -> str:
   return os.path.join(spec.submodule_search_locations[0], 'data', 'hp.obo')
 
 
+# The characters _strip_trailers acts on.
+_SPECIAL_CHARACTERS = re.compile(r'[\\"{!]')
+# A backslash and the character it escapes.
+_ESCAPE = re.compile(r'\\(.)', re.DOTALL)
+# An opening quote and the run of unescaped or escaped characters after it.
+_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)', re.DOTALL)
+
+
 def _unescape(text: str) -> str:
   """Resolves the OBO backslash escapes in a value."""
-  chars = []
-  position = 0
-  while position < len(text):
-    if text[position] == '\\' and position + 1 < len(text):
-      escaped = text[position + 1]
-      chars.append(_OBO_ESCAPES.get(escaped, escaped))
-      position += 2
-    else:
-      chars.append(text[position])
-      position += 1
-  return ''.join(chars)
+  if '\\' not in text:
+    return text
+  return _ESCAPE.sub(
+      lambda match: _OBO_ESCAPES.get(match.group(1), match.group(1)), text
+  )
 
 
 def _split_value(value: str) -> tuple[str, str]:
@@ -111,10 +114,10 @@ def _split_value(value: str) -> tuple[str, str]:
     The unescaped text between the quotes and everything after the closing
     quote. The rest is empty if the quote is never closed.
   """
-  position = 1
-  while position < len(value) and value[position] != '"':
-    position += 2 if value[position] == '\\' else 1
-  return _unescape(value[1:position]), value[position + 1 :]
+  end = _QUOTED.match(value).end(1)
+  if end < len(value) and value[end] == '"':
+    return _unescape(value[1:end]), value[end + 1 :]
+  return _unescape(value[1:]), ''  # never closed
 
 
 def _strip_trailers(value: str) -> str:
@@ -130,20 +133,23 @@ def _strip_trailers(value: str) -> str:
   """
   in_quotes = False
   qualifier_start = None  # Index of the last unquoted '{'.
-  position = 0
-  while position < len(value):
+  escaped_until = -1  # Positions below this were escaped by a backslash.
+  # Only the four special characters matter: jump between them (a
+  # character-by-character loop made parsing the HPO take seconds).
+  for match in _SPECIAL_CHARACTERS.finditer(value):
+    position = match.start()
+    if position < escaped_until:
+      continue
     char = value[position]
     if char == '\\':
-      position += 2
-      continue
-    if char == '"':
+      escaped_until = position + 2
+    elif char == '"':
       in_quotes = not in_quotes
     elif char == '{' and not in_quotes:
       qualifier_start = position
     elif char == '!' and not in_quotes:
       value = value[:position]
       break
-    position += 1
   value = value.rstrip()
   if qualifier_start is not None and value.endswith('}'):
     value = value[:qualifier_start].rstrip()
