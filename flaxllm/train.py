@@ -481,9 +481,33 @@ class PreemptionWatch:
     flags = multihost_utils.process_allgather(np.asarray(local, np.int32))
     return bool(np.any(flags))
 
+  def stop_at_signal(self, step: int) -> None:
+    """From now on SIGTERM raises `Preempted(step)` at once.
+
+    For the evaluation after the final checkpoint: nothing is left to save,
+    so the signal ends the run instead of waiting for a step boundary.
+    """
+    if self._previous is None:
+      return
+
+    def handle(signum, frame):
+      del signum, frame
+      raise Preempted(step)
+
+    signal.signal(signal.SIGTERM, handle)
+
   def restore(self):
     if self._previous is not None:
       signal.signal(signal.SIGTERM, self._previous)
+      self._previous = None
+
+
+class Preempted(Exception):
+  """SIGTERM arrived after the checkpoint of `step` was complete."""
+
+  def __init__(self, step: int):
+    super().__init__(f'SIGTERM after the checkpoint of step {step}')
+    self.step = step
 
 
 @dataclasses.dataclass
@@ -690,7 +714,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             flush=True,
         )
       return {'stopped': step}
-    results = evaluate_splits(run, evaluator, state, writer, step)
+    if preemption.requested(sync=True):  # signalled during the final save
+      if is_main:
+        print(f'Preempted: saved the checkpoint of step {step}', flush=True)
+      return {'preempted': step}
+    preemption.stop_at_signal(step)
+    try:
+      results = evaluate_splits(run, evaluator, state, writer, step)
+    except Preempted:
+      if is_main:
+        print(
+            f'Preempted during the final evaluation; the checkpoint of step'
+            f' {step} is complete: evaluate it with --mode=eval',
+            flush=True,
+        )
+      return {'preempted': step}
   finally:
     preemption.restore()
     writer.close()

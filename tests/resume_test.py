@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from unittest import mock
 
@@ -156,6 +157,35 @@ class ResumeTest(absltest.TestCase):
         f'Resuming from the checkpoint of step {saved}', resumed.stdout
     )
     self.assertIn(f'Stopped at step {saved + 2}', resumed.stdout)
+
+
+class PreemptedEvaluationTest(absltest.TestCase):
+
+  def test_sigterm_during_the_final_evaluation_ends_the_run(self):
+    # The signal goes to this process: it must land in the handler the run
+    # installs, which only the main thread can install.
+    self.assertIs(threading.current_thread(), threading.main_thread())
+    tmp = tempfile.mkdtemp()
+    config = run_helpers.tiny_config(
+        run_helpers.make_data_dir(os.path.join(tmp, 'data')), train__steps=3
+    )
+    workdir = os.path.join(tmp, 'run')
+    evaluated = []
+
+    def slow_evaluation(*unused_args, **unused_kwargs):
+      evaluated.append(time.time())
+      os.kill(os.getpid(), signal.SIGTERM)
+      time.sleep(30)  # a long evaluation; the signal must cut it short
+      return {'eval': {}}
+
+    with mock.patch.object(train, 'evaluate_splits', slow_evaluation):
+      results = train.train_and_evaluate(config, workdir)
+    self.assertLen(evaluated, 1)
+    self.assertLess(time.time() - evaluated[0], 20)
+    self.assertEqual(results, {'preempted': 3})
+    self.assertIn('3', os.listdir(os.path.join(workdir, 'checkpoints')))
+    # The run's handler is gone: the previous one (the default) is back.
+    self.assertIs(signal.getsignal(signal.SIGTERM), signal.SIG_DFL)
 
 
 class _FailingWrite:
