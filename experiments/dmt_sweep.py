@@ -1,19 +1,20 @@
 r"""More seeds and strategies of the CPU-scale DMT experiment, in one table.
 
 Runs `configs/dmt.py:runlocal` once per (strategy, seed), each in its own
-workdir under `--root`, one after another, and skips runs whose workdir
+workdir under `--root`, `--parallel` at a time, and skips runs whose workdir
 already holds a `results.json` (so an interrupted sweep resumes where it
-stopped). `--report` then reads every finished run under `--root` and appends
-a table to experiments/results/dmt.md: per strategy, each ability's score as
-mean +- sample std over the seeds found (the single value with one seed).
+stopped) or that another sweep on the same root has claimed (a
+`<run>_s<seed>.claim` file, removed when the run ends). `--report` then reads
+every finished run under `--root` and appends a table to
+experiments/results/dmt.md: per strategy, each ability's score as mean +-
+sample std over the seeds found (the single value with one seed).
 
-  # seeds 1 and 2 of the three strategies of the first table
-  nice -n 10 python experiments/dmt_sweep.py \
-      --runs=multi_task,mixed_sequential,dmt@0.0625 --seeds=1,2
-  # the rest of the paper's rows and a k sweep, one seed
-  nice -n 10 python experiments/dmt_sweep.py \
-      --runs=single@math,single@code,single@general,sequential,dmt@0.00390625,dmt@0.015625,dmt@0.25 \
-      --seeds=0
+  # every strategy of the paper but single, DMT at two k, three seeds
+  nice -n 10 python experiments/dmt_sweep.py --seeds=0,1,2 \
+      --runs=multi_task,mixed_sequential,dmt@0.0625,sequential,dmt@0.00390625
+  # each specialist alone
+  nice -n 10 python experiments/dmt_sweep.py --seeds=0 \
+      --runs=single@math,single@code,single@general
   python experiments/dmt_sweep.py --report
 
 A run name is a strategy, with `@k` for dmt and `@source` for single. Seed S
@@ -23,12 +24,14 @@ the default of `configs/dmt.py`, so it repeats the first table's runs.
 """
 
 import argparse
+import concurrent.futures
 import datetime
 import json
 import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -50,6 +53,7 @@ STAGES = {
     'dmt': 'code+math, then general + k of each specialist',
 }
 _SOURCE_SIZE = 1500  # Examples per source in configs/dmt.py:runlocal.
+_LOG_LOCK = threading.Lock()  # Guards runs.jsonl between parallel runs.
 
 
 def config_arg(run: str) -> str:
@@ -79,17 +83,29 @@ def command(run: str, seed: int, workdir: str) -> list[str]:
   ]
 
 
-def run_all(runs, seeds, root: str, timeout_s: int) -> None:
-  os.makedirs(root, exist_ok=True)
-  for seed in seeds:
-    for run in runs:
-      workdir = os.path.join(root, f'{run}_s{seed}')
-      if os.path.exists(os.path.join(workdir, 'results.json')):
-        print(f'{run} seed {seed}: done before, skipped', flush=True)
-        continue
-      argv = command(run, seed, workdir)
-      start = time.time()
-      with open(workdir + '.log', 'w', encoding='utf-8') as log:
+def _run_one(run: str, seed: int, root: str, timeout_s: int) -> None:
+  """Trains and evaluates one (run, seed) unless it is done or claimed."""
+  workdir = os.path.join(root, f'{run}_s{seed}')
+  if os.path.exists(os.path.join(workdir, 'results.json')):
+    print(f'{run} seed {seed}: done before, skipped', flush=True)
+    return
+  # A claim file lets several sweeps share one root without running the same
+  # (run, seed) twice; a sweep that is killed leaves it behind.
+  claim = workdir + '.claim'
+  try:
+    os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+  except FileExistsError:
+    print(
+        f'{run} seed {seed}: claimed by another sweep, skipped (delete'
+        f' {claim} if no sweep runs it)',
+        flush=True,
+    )
+    return
+  try:
+    argv = command(run, seed, workdir)
+    start = time.time()
+    with open(workdir + '.log', 'w', encoding='utf-8') as log:
+      try:
         code = subprocess.call(
             argv,
             cwd=REPO,
@@ -97,19 +113,37 @@ def run_all(runs, seeds, root: str, timeout_s: int) -> None:
             stderr=subprocess.STDOUT,
             timeout=timeout_s,
         )
-      seconds = time.time() - start
-      with open(os.path.join(root, 'runs.jsonl'), 'a', encoding='utf-8') as f:
-        f.write(
-            json.dumps({
-                'run': run,
-                'seed': seed,
-                'returncode': code,
-                'seconds': round(seconds),
-                'command': ' '.join(argv[1:]),
-            })
-            + '\n'
-        )
-      print(f'{run} seed {seed}: rc={code} in {seconds:.0f} s', flush=True)
+      except subprocess.TimeoutExpired:
+        code = 'timeout'
+    seconds = time.time() - start
+    with _LOG_LOCK, open(
+        os.path.join(root, 'runs.jsonl'), 'a', encoding='utf-8'
+    ) as f:
+      f.write(
+          json.dumps({
+              'run': run,
+              'seed': seed,
+              'returncode': code,
+              'seconds': round(seconds),
+              'command': ' '.join(argv[1:]),
+          })
+          + '\n'
+      )
+    print(f'{run} seed {seed}: rc={code} in {seconds:.0f} s', flush=True)
+  finally:
+    os.remove(claim)
+
+
+def run_all(runs, seeds, root: str, timeout_s: int, parallel: int = 1) -> None:
+  """Runs every (run, seed), seed-major, `parallel` trainings at a time."""
+  os.makedirs(root, exist_ok=True)
+  jobs = [(run, seed) for seed in seeds for run in runs]
+  with concurrent.futures.ThreadPoolExecutor(max_workers=parallel) as pool:
+    futures = [
+        pool.submit(_run_one, run, seed, root, timeout_s) for run, seed in jobs
+    ]
+    for future in futures:
+      future.result()
 
 
 def _label(run: str) -> str:
@@ -220,6 +254,12 @@ def main() -> None:
   parser.add_argument('--seeds', default='1,2')
   parser.add_argument('--root', default='/tmp/dmt_sweep')
   parser.add_argument('--timeout_s', type=int, default=1800)
+  parser.add_argument(
+      '--parallel',
+      type=int,
+      default=1,
+      help='trainings at a time (each is one process).',
+  )
   parser.add_argument('--report', action='store_true')
   parser.add_argument(
       '--results', default=os.path.join(HERE, 'results', 'dmt.md')
@@ -232,7 +272,7 @@ def main() -> None:
   for run in runs:
     config_arg(run)  # Fails on a bad name before any run starts.
   seeds = [int(seed) for seed in args.seeds.split(',') if seed.strip()]
-  run_all(runs, seeds, args.root, args.timeout_s)
+  run_all(runs, seeds, args.root, args.timeout_s, args.parallel)
 
 
 if __name__ == '__main__':
