@@ -3,7 +3,8 @@ r"""A small LLaMA draft / amateur distilled from SmolLM2-135M (lm task).
 Sequence-level distillation: the draft learns the next-token loss on text the
 target generated (or on any corpus), with the target's tokenizer, so it can
 draft for it (speculative decoding) and be its amateur (contrastive decoding,
-SCD). First write the data and the tokenizer by sampling the target:
+SCD). First write the data and the tokenizer by sampling the target (or,
+much faster on a CPU, from reference text with --source=corpus):
 
   .venv/bin/python experiments/make_distill_data.py --out=/tmp/distill
   python -m flaxllm.main --config=configs/distill_draft.py:data=/tmp/distill \

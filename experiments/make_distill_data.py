@@ -9,12 +9,22 @@ shares it.
   .venv/bin/python experiments/make_distill_data.py --out=/tmp/flaxllm_distill \
       --prompts=2000 --max_new_tokens=128
 
+With --source=corpus no sampling happens (minutes instead of hours on a
+CPU): the documents are GSM8K train questions with their reference solutions
+(calculator annotations <<...>> removed) through the chat template, and
+WikiText-2 test paragraphs after the first --skip_paragraphs long ones (the
+evaluation prompts of experiments/scd_eval.py come from those):
+
+  .venv/bin/python experiments/make_distill_data.py --source=corpus \
+      --out=/tmp/flaxllm_distill --prompts=8000
+
 Writes OUT/train.jsonl, OUT/eval.jsonl (the last --eval_fraction) and
 OUT/tokenizer/.
 """
 
-import json
 import os
+import random
+import re
 import sys
 
 from absl import app
@@ -34,6 +44,13 @@ _NEW = flags.DEFINE_integer('max_new_tokens', 96, 'Tokens per response.')
 _TEMPERATURE = flags.DEFINE_float('temperature', 0.8, 'Sampling temperature.')
 _BATCH = flags.DEFINE_integer('batch_size', 16, 'Prompts per batch.')
 _EVAL = flags.DEFINE_float('eval_fraction', 0.05, 'Share kept for eval.')
+_SOURCE = flags.DEFINE_enum(
+    'source', 'target', ['target', 'corpus'],
+    "'target': sample the target; 'corpus': reference text, no sampling.",
+)
+_SKIP = flags.DEFINE_integer(
+    'skip_paragraphs', 200, 'Long WikiText paragraphs held out (corpus).'
+)
 
 
 def prompts(count: int) -> list[tuple[str, str]]:
@@ -50,12 +67,67 @@ def prompts(count: int) -> list[tuple[str, str]]:
   return pairs
 
 
+def corpus_documents(
+    tokenizer, count: int, skip_paragraphs: int, data: str = DATA
+) -> list[str]:
+  """GSM8K train solutions (chat template) and WikiText paragraphs.
+
+  Args:
+    tokenizer: the target's (its chat template renders the questions).
+    count: documents wanted: up to count // 2 GSM8K ones, then WikiText.
+    skip_paragraphs: the first long WikiText paragraphs left out (they hold
+      experiments/scd_eval.py's prompts).
+    data: the shared data folder.
+
+  Returns:
+    The documents, shuffled with a fixed seed.
+  """
+  questions = gsm8k.load_examples(os.path.join(data, 'gsm8k', 'train.jsonl'))
+  documents = []
+  for example in questions[: count // 2]:
+    solution = re.sub(r'<<[^>]*>>', '', example['answer'])
+    prompt = decode_mode.render(tokenizer, example['question'], 'tokenizer')
+    documents.append(f'{prompt}{solution}<|im_end|>')
+  long_seen = 0
+  with open(os.path.join(data, 'wikitext2', 'raw', 'wiki.test.raw')) as f:
+    for line in f:
+      words = line.split()
+      if len(words) < 64 or line.strip().startswith('='):
+        continue
+      long_seen += 1
+      if long_seen > skip_paragraphs:
+        documents.append(' '.join(words))
+      if len(documents) >= count:
+        break
+  random.Random(0).shuffle(documents)
+  return documents
+
+
 def main(argv):
   del argv
   config = ml_collections.ConfigDict(
       {'init_from': f'gguf:{gguf.smollm2_path()}', 'model': {}}
   )
   target, tokenizer = decode_mode.load_target(config, '')
+  if _SOURCE.value == 'corpus':
+    documents = corpus_documents(tokenizer, _PROMPTS.value, _SKIP.value)
+  else:
+    documents = sample_documents(target, tokenizer)
+  os.makedirs(_OUT.value, exist_ok=True)
+  tokenizer.save(os.path.join(_OUT.value, 'tokenizer'))
+  split = max(1, int(len(documents) * _EVAL.value))
+  for name, part in (
+      ('train', documents[:-split]),
+      ('eval', documents[-split:]),
+  ):
+    decode_mode.write_jsonl_atomically(
+        os.path.join(_OUT.value, f'{name}.jsonl'), [{'text': d} for d in part]
+    )
+  print(f'Wrote {len(documents)} documents and the tokenizer to {_OUT.value}')
+
+
+def sample_documents(target, tokenizer) -> list[str]:
+  """Prompt + the target's sampled response, one document per prompt."""
   settings = decode_mode.Settings(
       method='sample',
       temperature=_TEMPERATURE.value,
@@ -77,17 +149,7 @@ def main(argv):
     )
     for prompt, result in zip(encoded, generator.generate(encoded)):
       documents.append(tokenizer.decode(prompt + result['tokens']))
-  os.makedirs(_OUT.value, exist_ok=True)
-  tokenizer.save(os.path.join(_OUT.value, 'tokenizer'))
-  split = max(1, int(len(documents) * _EVAL.value))
-  for name, part in (
-      ('train', documents[:-split]),
-      ('eval', documents[-split:]),
-  ):
-    decode_mode.write_jsonl_atomically(
-        os.path.join(_OUT.value, f'{name}.jsonl'), [{'text': d} for d in part]
-    )
-  print(f'Wrote {len(documents)} documents and the tokenizer to {_OUT.value}')
+  return documents
 
 
 if __name__ == '__main__':

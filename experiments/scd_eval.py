@@ -15,7 +15,10 @@ For each method: acceptance rate (accepted / drafted), tokens per target call,
 tokens/s over batch wall time (compilation excluded) and the speedup over the
 target's own greedy decoding on the same prompts. All decoding is greedy
 (temperature 0), so speculative == target greedy and SCD == CD token for
-token; the quality columns show what the contrast does.
+token; the quality columns show what the contrast does. With greedy among
+--methods, each amateur's teacher-forced argmax agreement with the target on
+the target's greedy outputs is reported too (what greedy drafting can hope
+to get accepted). --early_exit_layers=0 leaves the early-exit amateur out.
 
   .venv/bin/python experiments/scd_eval.py --gsm8k_prompts=100 \
       --wikitext_prompts=32 --max_new_tokens=64 --batch_size=8
@@ -52,7 +55,9 @@ _PROMPT_WORDS = flags.DEFINE_integer(
 _NEW_TOKENS = flags.DEFINE_integer('max_new_tokens', 64, 'Tokens per answer.')
 _BATCH = flags.DEFINE_integer('batch_size', 8, 'Prompts per batch.')
 _GAMMA = flags.DEFINE_integer('gamma', 4, 'Draft tokens per round.')
-_LAYERS = flags.DEFINE_integer('early_exit_layers', 15, 'Early-exit depth K.')
+_LAYERS = flags.DEFINE_integer(
+    'early_exit_layers', 15, 'Early-exit depth K (0: no early-exit amateur).'
+)
 _DISTILLED = flags.DEFINE_string(
     'distilled', '', "A second amateur spec, e.g. 'workdir:/tmp/draft'."
 )
@@ -71,13 +76,15 @@ _RESULTS = flags.DEFINE_string(
 def gsm8k_workload(count: int) -> tuple[list[str], list[str]]:
   """(questions, reference solutions) of the first `count` test examples."""
   examples = gsm8k.load_examples(os.path.join(DATA, 'gsm8k', 'test.jsonl'))
-  examples = examples[:count]
+  examples = examples[: max(count, 0)]
   return [e['question'] for e in examples], [e['answer'] for e in examples]
 
 
 def wikitext_workload(count: int, words: int) -> list[str]:
   """The first `words` words of the first `count` long WikiText paragraphs."""
   prompts = []
+  if count <= 0:
+    return prompts
   with open(os.path.join(DATA, 'wikitext2', 'raw', 'wiki.test.raw')) as f:
     for line in f:
       tokens = line.strip().split()
@@ -115,6 +122,48 @@ def target_log_likelihood(
   return total / max(count, 1)
 
 
+def argmax_agreement(
+    target: decode_mode.LoadedModel,
+    amateur: decode_mode.LoadedModel,
+    prompts: list[list[int]],
+    continuations: list[list[int]],
+    batch_size: int = 8,
+) -> float:
+  """Share of continuation positions where the two models' argmax agree.
+
+  Teacher-forced on the given text (the target's greedy output), this is the
+  greedy acceptance rate a draft would see with no rollback effects. Rows are
+  right-padded to one width (causal models: padding after a position does
+  not change it), so each model compiles once.
+  """
+  texts = [p + c for p, c in zip(prompts, continuations) if c]
+  spans = [(len(p), len(c)) for p, c in zip(prompts, continuations) if c]
+  if not texts:
+    return math.nan
+  width = max(len(t) for t in texts)
+  target_apply = jax.jit(target.model.apply)
+  amateur_apply = jax.jit(amateur.model.apply)
+  agree, count = 0, 0
+  for begin in range(0, len(texts), batch_size):
+    chunk = texts[begin : begin + batch_size]
+    chunk += [chunk[-1]] * (batch_size - len(chunk))
+    ids = np.zeros((batch_size, width), np.int32)  # [batch, width]
+    for row, text in enumerate(chunk):
+      ids[row, : len(text)] = text
+    ids = jnp.asarray(ids)
+    target_top = np.asarray(
+        jnp.argmax(target_apply({'params': target.params}, ids), -1)
+    )  # [batch, width]
+    amateur_top = np.asarray(
+        jnp.argmax(amateur_apply({'params': amateur.params}, ids), -1)
+    )  # [batch, width]
+    for row, (start, length) in enumerate(spans[begin : begin + batch_size]):
+      window = slice(start - 1, start + length - 1)
+      agree += int(np.sum(target_top[row, window] == amateur_top[row, window]))
+      count += length
+  return agree / max(count, 1)
+
+
 def run_method(settings, target, amateur, tokenizer, prompts):
   """Decodes `prompts`; returns (results, summary, compile seconds)."""
   generator = decode_mode.Generator(settings, target, amateur, tokenizer)
@@ -129,7 +178,9 @@ def main(argv):
       {'init_from': f'gguf:{gguf.smollm2_path()}', 'model': {}}
   )
   target, tokenizer = decode_mode.load_target(config, '')
-  amateurs = {f'early_exit:{_LAYERS.value}': None}
+  amateurs = {}
+  if _LAYERS.value > 0:
+    amateurs[f'early_exit:{_LAYERS.value}'] = None
   if _DISTILLED.value:
     amateurs[_DISTILLED.value] = None
   for spec in amateurs:
@@ -154,6 +205,7 @@ def main(argv):
       ),
   }
   rows = []
+  agreement_rows = []
   for task, prompts in workloads.items():
     if not prompts:
       continue
@@ -193,6 +245,11 @@ def main(argv):
         )
       if method == 'greedy':
         baseline_speed = summary['tokens_per_second']
+        greedy_tokens = [r['tokens'] for r in results]
+        for name, model in amateurs.items():
+          share = argmax_agreement(target, model, prompts, greedy_tokens)
+          agreement_rows.append(f'| {task} | {name} | {share:.3f} |')
+          print(agreement_rows[-1], flush=True)
       speedup = (
           summary['tokens_per_second'] / baseline_speed
           if baseline_speed
@@ -229,8 +286,19 @@ def main(argv):
           )
       ]
       + ([f'--distilled={_DISTILLED.value}'] if _DISTILLED.value else [])
+      + [f'--methods={",".join(_METHODS.value)}']
   )
   table = '\n'.join([header] + rows)
+  if agreement_rows:
+    table += '\n\n' + '\n'.join(
+        [
+            "Teacher-forced argmax agreement with the target on the target's"
+            ' greedy outputs:\n',
+            '| task | amateur | agreement |',
+            '|---|---|---|',
+        ]
+        + agreement_rows
+    )
   print(table)
   if _RESULTS.value:
     with open(_RESULTS.value, 'a') as f:
