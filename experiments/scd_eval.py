@@ -4,8 +4,9 @@ Target SmolLM2-135M-Instruct (GGUF, float32); amateurs: the target's first
 K layers (early exit, no training) and, with --distilled=workdir:/run, a
 small LLaMA trained by configs/distill_draft.py. Two workloads:
 
-  gsm8k     test questions through the chat template; accuracy with the
-            MuggleMath answer rule (flaxllm.eval.gsm8k)
+  gsm8k     test questions (plus --gsm8k_instruction, if given) through the
+            chat template; accuracy with the MuggleMath answer rule
+            (flaxllm.eval.gsm8k); --show_outputs=N prints some outputs
   wikitext  WikiText-2 test paragraphs: the first --wikitext_prompt_words
             words as a prompt (no template), the model continues; distinct-2,
             rep-4 (1 - distinct 4-grams) and the target's mean log-likelihood
@@ -48,6 +49,16 @@ from flaxllm.models import gguf  # pylint: disable=g-import-not-at-top
 
 DATA = '/work/shared/data'
 _GSM8K = flags.DEFINE_integer('gsm8k_prompts', 100, 'GSM8K test prompts.')
+_SHOW_OUTPUTS = flags.DEFINE_integer(
+    'show_outputs', 0, 'Print the first N outputs of each (task, method).'
+)
+_GSM8K_INSTRUCTION = flags.DEFINE_string(
+    'gsm8k_instruction',
+    '',
+    'Appended to each GSM8K question after a blank line, e.g. to ask for the'
+    " '#### <number>' line the spec's extraction reads ('' = the bare"
+    ' question, as in the runs of record).',
+)
 _WIKITEXT = flags.DEFINE_integer('wikitext_prompts', 32, 'WikiText prompts.')
 _PROMPT_WORDS = flags.DEFINE_integer(
     'wikitext_prompt_words', 32, 'Words of each WikiText prompt.'
@@ -77,7 +88,9 @@ def gsm8k_workload(count: int) -> tuple[list[str], list[str]]:
   """(questions, reference solutions) of the first `count` test examples."""
   examples = gsm8k.load_examples(os.path.join(DATA, 'gsm8k', 'test.jsonl'))
   examples = examples[: max(count, 0)]
-  return [e['question'] for e in examples], [e['answer'] for e in examples]
+  suffix = f'\n\n{_GSM8K_INSTRUCTION.value}' if _GSM8K_INSTRUCTION.value else ''
+  questions = [e['question'] + suffix for e in examples]
+  return questions, [e['answer'] for e in examples]
 
 
 def wikitext_workload(count: int, words: int) -> list[str]:
@@ -231,6 +244,8 @@ def main(argv):
           settings, target, amateur, tokenizer, prompts
       )
       texts = [tokenizer.decode(r['tokens']) for r in results]
+      for text in texts[: _SHOW_OUTPUTS.value]:
+        print(f'--- {task} {method} output:\n{text}', flush=True)
       if task == 'gsm8k':
         quality = gsm8k.score(texts, solutions[: len(texts)])
         quality = f'acc {quality["accuracy"]:.1f}%'
