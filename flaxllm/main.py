@@ -141,22 +141,26 @@ def main(argv: list[str]) -> None:
         num_devices=jax.device_count(),
         num_processes=jax.process_count(),
     )
-    if _MODE.value == 'train':
-      results = train.train_and_evaluate(config, workdir)
-      if 'preempted' in results:
-        sys.exit(train.PREEMPTED_EXIT_CODE)
-    elif _MODE.value == 'eval':
-      train.evaluate_only(config, workdir)
-    elif _MODE.value == 'decode':
-      from flaxllm import decode_mode  # pylint: disable=g-import-not-at-top
+    from flaxllm import precision  # pylint: disable=g-import-not-at-top
 
-      decode_mode.decode_file(config, workdir)
-    elif _MODE.value == 'route':
-      from flaxllm import route_mode  # pylint: disable=g-import-not-at-top
+    # Every mode (decode and route too) traces under the run's precision.
+    with precision.scope(config.matmul_precision):
+      if _MODE.value == 'train':
+        results = train.train_and_evaluate(config, workdir)
+        if 'preempted' in results:
+          sys.exit(train.PREEMPTED_EXIT_CODE)
+      elif _MODE.value == 'eval':
+        train.evaluate_only(config, workdir)
+      elif _MODE.value == 'decode':
+        from flaxllm import decode_mode  # pylint: disable=g-import-not-at-top
 
-      route_mode.route_file(config, workdir)
-    else:
-      train.predict_only(config, workdir)
+        decode_mode.decode_file(config, workdir)
+      elif _MODE.value == 'route':
+        from flaxllm import route_mode  # pylint: disable=g-import-not-at-top
+
+        route_mode.route_file(config, workdir)
+      else:
+        train.predict_only(config, workdir)
   except UserInputError as e:
     fail(str(e))
 
