@@ -49,18 +49,27 @@ _SOURCE = flags.DEFINE_enum(
     "'target': sample the target; 'corpus': reference text, no sampling.",
 )
 _SKIP = flags.DEFINE_integer(
-    'skip_paragraphs', 200, 'Long WikiText paragraphs held out (corpus).'
+    'skip_paragraphs', 200, 'Long WikiText paragraphs held out (both sources).'
 )
 
 
-def prompts(count: int) -> list[tuple[str, str]]:
-  """(text, template) pairs: GSM8K train questions, WikiText openings."""
+def prompts(count: int, skip_paragraphs: int) -> list[tuple[str, str]]:
+  """(text, template) pairs: GSM8K train questions, WikiText openings.
+
+  The openings come from the long WikiText-2 test paragraphs after the first
+  `skip_paragraphs`, as in `corpus_documents`, so the draft never sees the
+  paragraphs experiments/scd_eval.py evaluates on.
+  """
   questions = gsm8k.load_examples(os.path.join(DATA, 'gsm8k', 'train.jsonl'))
   pairs = [(e['question'], 'tokenizer') for e in questions[: count // 2]]
+  long_seen = 0
   with open(os.path.join(DATA, 'wikitext2', 'raw', 'wiki.test.raw')) as f:
     for line in f:
       words = line.split()
-      if len(words) >= 64 and not line.strip().startswith('='):
+      if len(words) < 64 or line.strip().startswith('='):
+        continue
+      long_seen += 1
+      if long_seen > skip_paragraphs:
         pairs.append((' '.join(words[:24]), 'none'))
       if len(pairs) == count:
         break
@@ -137,7 +146,8 @@ def sample_documents(target, tokenizer) -> list[str]:
   generator = decode_mode.Generator(settings, target, None, tokenizer)
   documents = []
   for template in ('tokenizer', 'none'):
-    texts = [text for text, kind in prompts(_PROMPTS.value) if kind == template]
+    pairs = prompts(_PROMPTS.value, _SKIP.value)
+    texts = [text for text, kind in pairs if kind == template]
     if not texts:
       continue
     encoded = decode_mode.encode_prompts(

@@ -111,7 +111,9 @@ def use_copy_task(config, folder: str):
   config.data.max_source_length = 16
   config.data.max_target_length = 15
   config.data.bucket_boundaries = (16,)
-  config.tokenizer.vocab_size = 300  # bytes, specials and the word merges
+  # 256 bytes + 5 specials + one merge per space-prefixed word: every word
+  # is then one token (at 300, 11 of the 50 words were split in two).
+  config.tokenizer.vocab_size = 320
   return config
 
 
