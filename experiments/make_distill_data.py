@@ -53,17 +53,19 @@ _SKIP = flags.DEFINE_integer(
 )
 
 
-def prompts(count: int, skip_paragraphs: int) -> list[tuple[str, str]]:
+def prompts(
+    count: int, skip_paragraphs: int, data: str = DATA
+) -> list[tuple[str, str]]:
   """(text, template) pairs: GSM8K train questions, WikiText openings.
 
   The openings come from the long WikiText-2 test paragraphs after the first
   `skip_paragraphs`, as in `corpus_documents`, so the draft never sees the
   paragraphs experiments/scd_eval.py evaluates on.
   """
-  questions = gsm8k.load_examples(os.path.join(DATA, 'gsm8k', 'train.jsonl'))
+  questions = gsm8k.load_examples(os.path.join(data, 'gsm8k', 'train.jsonl'))
   pairs = [(e['question'], 'tokenizer') for e in questions[: count // 2]]
   long_seen = 0
-  with open(os.path.join(DATA, 'wikitext2', 'raw', 'wiki.test.raw')) as f:
+  with open(os.path.join(data, 'wikitext2', 'raw', 'wiki.test.raw')) as f:
     for line in f:
       words = line.split()
       if len(words) < 64 or line.strip().startswith('='):

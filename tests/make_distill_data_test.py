@@ -94,6 +94,16 @@ class CorpusDocumentsTest(absltest.TestCase):
     self.assertCountEqual(wiki, [_paragraph(i) for i in range(2, 6)])
     self.assertFalse(any('Heading' in d or 'short' in d for d in documents))
 
+  def test_sampling_prompts_also_skip_the_held_out_paragraphs(self):
+    pairs = self.module.prompts(count=8, skip_paragraphs=2, data=self.data)
+    questions = [text for text, kind in pairs if kind == 'tokenizer']
+    openings = [text for text, kind in pairs if kind == 'none']
+    self.assertLen(questions, 4)
+    # The 24-word openings of paragraphs 2-5, never of the held-out 0 and 1.
+    self.assertEqual(
+        openings, [' '.join(_paragraph(i).split()[:24]) for i in range(2, 6)]
+    )
+
   def test_count_caps_the_documents(self):
     documents = self.module.corpus_documents(
         _ChatTokenizer(), count=6, skip_paragraphs=0, data=self.data
