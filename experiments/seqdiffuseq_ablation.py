@@ -15,8 +15,13 @@ source against the loss with the sources of the batch rotated by one row
 
 `--copy_task` swaps the HPO pairs for a synthetic copy task (target = source:
 8-12 words drawn from 50 one-letter words, 20,000 train / 300 test pairs,
-written under the workdir), the decisive check that the diffusion models read
-their source at all; `--learning_rate` overrides `:runlocal`'s.
+written under the workdir, one BPE token per word), the check that the
+diffusion models read their source at all, and the task on which the variants
+can be ranked at CPU budgets (the HPO models stay source-blind there);
+`--learning_rate` overrides `:runlocal`'s. The ablation of record:
+
+  python experiments/seqdiffuseq_ablation.py --copy_task --steps=500 \
+      --seeds=0,1,2,3,4 --learning_rate=1e-3 --workdir=/tmp/copy_ablation
 
 `--alpha_bar_png=PATH` also plots ᾱ_t per position of the first full run,
 before (the sqrt tables) and after its adaptive updates. Runs whose workdir
