@@ -26,6 +26,7 @@ import os
 import random
 import re
 import sys
+from typing import Iterator
 
 from absl import app
 from absl import flags
@@ -53,6 +54,23 @@ _SKIP = flags.DEFINE_integer(
 )
 
 
+def training_paragraphs(skip_paragraphs: int, data: str) -> Iterator[list[str]]:
+  """Words of the long WikiText-2 test paragraphs after the held-out ones.
+
+  Long means 64 words or more, headings excluded. The first `skip_paragraphs`
+  of them hold experiments/scd_eval.py's prompts and are never yielded.
+  """
+  long_seen = 0
+  with open(os.path.join(data, 'wikitext2', 'raw', 'wiki.test.raw')) as f:
+    for line in f:
+      words = line.split()
+      if len(words) < 64 or line.strip().startswith('='):
+        continue
+      long_seen += 1
+      if long_seen > skip_paragraphs:
+        yield words
+
+
 def prompts(
     count: int, skip_paragraphs: int, data: str = DATA
 ) -> list[tuple[str, str]]:
@@ -64,17 +82,10 @@ def prompts(
   """
   questions = gsm8k.load_examples(os.path.join(data, 'gsm8k', 'train.jsonl'))
   pairs = [(e['question'], 'tokenizer') for e in questions[: count // 2]]
-  long_seen = 0
-  with open(os.path.join(data, 'wikitext2', 'raw', 'wiki.test.raw')) as f:
-    for line in f:
-      words = line.split()
-      if len(words) < 64 or line.strip().startswith('='):
-        continue
-      long_seen += 1
-      if long_seen > skip_paragraphs:
-        pairs.append((' '.join(words[:24]), 'none'))
-      if len(pairs) == count:
-        break
+  for words in training_paragraphs(skip_paragraphs, data):
+    if len(pairs) >= count:
+      break
+    pairs.append((' '.join(words[:24]), 'none'))
   return pairs
 
 
@@ -99,17 +110,10 @@ def corpus_documents(
     solution = re.sub(r'<<[^>]*>>', '', example['answer'])
     prompt = decode_mode.render(tokenizer, example['question'], 'tokenizer')
     documents.append(f'{prompt}{solution}<|im_end|>')
-  long_seen = 0
-  with open(os.path.join(data, 'wikitext2', 'raw', 'wiki.test.raw')) as f:
-    for line in f:
-      words = line.split()
-      if len(words) < 64 or line.strip().startswith('='):
-        continue
-      long_seen += 1
-      if long_seen > skip_paragraphs:
-        documents.append(' '.join(words))
-      if len(documents) >= count:
-        break
+  for words in training_paragraphs(skip_paragraphs, data):
+    if len(documents) >= count:
+      break
+    documents.append(' '.join(words))
   random.Random(0).shuffle(documents)
   return documents
 
