@@ -20,6 +20,7 @@ import optax
 from configs import seqdiffuseq
 from flaxllm.diffusion import denoiser
 from flaxllm.tasks import diffusion
+from tests import run_helpers
 
 PAD, BOS, EOS = 0, 1, 2
 FIRST_SYMBOL, VOCAB = 3, 16  # symbols 3..15
@@ -29,12 +30,7 @@ LENGTH = 6  # symbols per sequence, then EOS
 def _copy_config():
   """`:runlocal` shrunk to a toy model."""
   config = seqdiffuseq.get_config('runlocal')
-  config.model.d_model = 32
-  config.model.num_heads = 2
-  config.model.ffn_dim = 64
-  config.model.encoder_layers = 1
-  config.model.decoder_layers = 1
-  config.model.max_positions = 16
+  run_helpers.shrink_to_toy_model(config.model, max_positions=16)
   config.model.embedding_dim = 16
   config.data.max_source_length = LENGTH + 1
   config.data.max_target_length = LENGTH + 1

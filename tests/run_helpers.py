@@ -52,17 +52,22 @@ def apply_overrides(
   return config
 
 
+def shrink_to_toy_model(model: ml_collections.ConfigDict, max_positions: int):
+  """Makes an encoder-decoder model config one layer each side at width 32."""
+  model.d_model = 32
+  model.num_heads = 2
+  model.ffn_dim = 64
+  model.encoder_layers = 1
+  model.decoder_layers = 1
+  model.max_positions = max_positions
+
+
 def tiny_config(data: dict[str, str], **train) -> ml_collections.ConfigDict:
   """A seq2seq config small enough for one CPU step in well under a second."""
   from configs import seq2seq  # pylint: disable=g-import-not-at-top
 
   config = seq2seq.get_config('runlocal')
-  config.model.d_model = 32
-  config.model.num_heads = 2
-  config.model.ffn_dim = 64
-  config.model.encoder_layers = 1
-  config.model.decoder_layers = 1
-  config.model.max_positions = 32
+  shrink_to_toy_model(config.model, max_positions=32)
   config.model.dropout_rate = 0.0
   config.data.train, config.data.eval, config.data.test = (
       data['train'],
