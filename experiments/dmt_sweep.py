@@ -56,8 +56,11 @@ _SOURCE_SIZE = 1500  # Examples per source in configs/dmt.py:runlocal.
 _LOG_LOCK = threading.Lock()  # Guards runs.jsonl between parallel runs.
 
 
-def config_arg(run: str) -> str:
-  """'dmt@0.0625' -> 'runlocal,strategy=dmt,k=0.0625' (the :variant part)."""
+def config_arg(run: str, extra: str = '') -> str:
+  """'dmt@0.0625' -> 'runlocal,strategy=dmt,k=0.0625' (the :variant part).
+
+  `extra` ('math_level=small', say) is appended for every run.
+  """
   strategy, _, value = run.partition('@')
   if strategy not in STAGES:
     raise SystemExit(f'run {run!r}: strategy must be one of {sorted(STAGES)}')
@@ -68,22 +71,34 @@ def config_arg(run: str) -> str:
     arg += f',single={value or "math"}'
   elif value:
     raise SystemExit(f'run {run!r}: only dmt@k and single@source take a value')
-  return arg
+  return f'{arg},{extra}' if extra else arg
 
 
-def command(run: str, seed: int, workdir: str) -> list[str]:
-  return [
+def command(
+    run: str, seed: int, workdir: str, extra: str = '', steps: int = 0
+) -> list[str]:
+  argv = [
       sys.executable,
       '-m',
       'flaxllm.main',
-      f'--config=configs/dmt.py:{config_arg(run)}',
+      f'--config=configs/dmt.py:{config_arg(run, extra)}',
       f'--config.seed={seed}',
       f'--config.task.recipe.seed={seed}',
       f'--workdir={workdir}',
   ]
+  if steps:
+    argv.append(f'--config.train.steps={steps}')
+  return argv
 
 
-def _run_one(run: str, seed: int, root: str, timeout_s: int) -> None:
+def _run_one(
+    run: str,
+    seed: int,
+    root: str,
+    timeout_s: int,
+    extra: str = '',
+    steps: int = 0,
+) -> None:
   """Trains and evaluates one (run, seed) unless it is done or claimed."""
   workdir = os.path.join(root, f'{run}_s{seed}')
   if os.path.exists(os.path.join(workdir, 'results.json')):
@@ -102,7 +117,7 @@ def _run_one(run: str, seed: int, root: str, timeout_s: int) -> None:
     )
     return
   try:
-    argv = command(run, seed, workdir)
+    argv = command(run, seed, workdir, extra, steps)
     start = time.time()
     with open(workdir + '.log', 'w', encoding='utf-8') as log:
       try:
@@ -134,13 +149,26 @@ def _run_one(run: str, seed: int, root: str, timeout_s: int) -> None:
     os.remove(claim)
 
 
-def run_all(runs, seeds, root: str, timeout_s: int, parallel: int = 1) -> None:
-  """Runs every (run, seed), seed-major, `parallel` trainings at a time."""
+def run_all(
+    runs,
+    seeds,
+    root: str,
+    timeout_s: int,
+    parallel: int = 1,
+    extra: str = '',
+    steps: int = 0,
+) -> None:
+  """Runs every (run, seed), seed-major, `parallel` trainings at a time.
+
+  `extra` is appended to every run's config argument and `steps` (> 0)
+  overrides `train.steps` (a stage's length scales with it).
+  """
   os.makedirs(root, exist_ok=True)
   jobs = [(run, seed) for seed in seeds for run in runs]
   with concurrent.futures.ThreadPoolExecutor(max_workers=parallel) as pool:
     futures = [
-        pool.submit(_run_one, run, seed, root, timeout_s) for run, seed in jobs
+        pool.submit(_run_one, run, seed, root, timeout_s, extra, steps)
+        for run, seed in jobs
     ]
     for future in futures:
       future.result()
@@ -179,13 +207,14 @@ def report(root: str, results_md: str) -> str:
     run, _, seed = name.rpartition('_s')
     with open(path, encoding='utf-8') as f:
       finished.setdefault(run, {})[int(seed)] = json.load(f)['test']
-  seconds = {}
+  seconds, example = {}, ''
   runs_log = os.path.join(root, 'runs.jsonl')
   if os.path.exists(runs_log):
     with open(runs_log, encoding='utf-8') as f:
       for line in f:
         entry = json.loads(line)
         seconds[(entry['run'], entry['seed'])] = entry['seconds']
+        example = example or entry.get('command', '')
   order = list(STAGES)
   rows = sorted(
       finished,
@@ -238,8 +267,9 @@ def report(root: str, results_md: str) -> str:
           f' --root={root}`\n\nEach run: `python -m flaxllm.main'
           ' --config=configs/dmt.py:runlocal,strategy=S[,k=K|,single=X]'
           ' --config.seed=N --config.task.recipe.seed=N` (the commands and'
-          ' wall times are in the runs.jsonl of the sweep root). Scores are'
-          ' mean +- sample std over the seeds listed.\n\n'
+          ' wall times are in the runs.jsonl of the sweep root'
+          + (f'; the first was `python {example}`' if example else '')
+          + '). Scores are mean +- sample std over the seeds listed.\n\n'
           + table
           + '\n'
       )
@@ -260,6 +290,14 @@ def main() -> None:
       default=1,
       help='trainings at a time (each is one process).',
   )
+  parser.add_argument(
+      '--config_args',
+      default='',
+      help="appended to every run's config argument, e.g. math_level=small",
+  )
+  parser.add_argument(
+      '--steps', type=int, default=0, help='train.steps of every run (0 keeps)'
+  )
   parser.add_argument('--report', action='store_true')
   parser.add_argument(
       '--results', default=os.path.join(HERE, 'results', 'dmt.md')
@@ -272,7 +310,15 @@ def main() -> None:
   for run in runs:
     config_arg(run)  # Fails on a bad name before any run starts.
   seeds = [int(seed) for seed in args.seeds.split(',') if seed.strip()]
-  run_all(runs, seeds, args.root, args.timeout_s, args.parallel)
+  run_all(
+      runs,
+      seeds,
+      args.root,
+      args.timeout_s,
+      args.parallel,
+      args.config_args,
+      args.steps,
+  )
 
 
 if __name__ == '__main__':

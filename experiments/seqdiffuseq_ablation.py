@@ -188,6 +188,8 @@ def run_one(
     encoder_input_init: str = 'normal',
     copy_task: bool = False,
     learning_rate: float = 0.0,
+    batch_size: int = 0,
+    max_train_seconds: float = 0.0,
 ) -> dict:
   """Trains (or reads back) one run; returns its test figures."""
   workdir = os.path.join(root, f'{variant}_seed{seed}')
@@ -199,6 +201,9 @@ def run_one(
     config = use_copy_task(config, write_copy_task(os.path.join(root, 'copy')))
   if learning_rate:
     config.optimizer.learning_rate = learning_rate
+  if batch_size:
+    config.train.batch_size = batch_size
+  config.train.max_train_seconds = max_train_seconds
   record_path = os.path.join(workdir, 'ablation_record.json')
   if os.path.exists(record_path):
     with open(record_path) as f:
@@ -206,12 +211,15 @@ def run_one(
   start = time.perf_counter()
   results = train.train_and_evaluate(config, workdir)
   seconds = time.perf_counter() - start
+  with open(os.path.join(workdir, 'results.json')) as f:
+    steps_done = json.load(f)['step']  # < steps if the time budget ended it
   true_loss, rotated_loss, dist_1 = source_use(config, workdir)
   test = results['test']
   record = {
       'variant': variant,
       'seed': seed,
-      'steps': steps,
+      'steps': steps_done,
+      'batch_size': config.train.batch_size,
       'task': 'copy' if copy_task else 'hpo',
       'learning_rate': config.optimizer.learning_rate,
       'bleu': test['bleu'],
@@ -238,8 +246,8 @@ def table(records: list[dict]) -> str:
   """Markdown: one row per variant, mean ± std over seeds."""
   lines = [
       '| variant | seeds | test BLEU | ROUGE-L | dist-1 | test loss |'
-      ' loss, rotated sources | minutes/run |',
-      '| --- | --- | --- | --- | --- | --- | --- | --- |',
+      ' loss, rotated sources | steps | minutes/run |',
+      '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
   ]
   for variant in VARIANTS:
     rows = [r for r in records if r['variant'] == variant]
@@ -251,6 +259,7 @@ def table(records: list[dict]) -> str:
         f' {_mean_std(pick("rougeL"))} | {_mean_std(pick("dist_1"))} |'
         f' {_mean_std(pick("loss"), 4)} |'
         f' {_mean_std(pick("loss_rotated_source"), 4)}'
+        f' | {_mean_std(pick("steps"), 0)}'
         f' | {statistics.mean(pick("seconds")) / 60:.1f} |'
     )
   return '\n'.join(lines)
@@ -277,6 +286,15 @@ def main():
       '--learning_rate', type=float, default=0.0,
       help="overrides the configs' learning rate (0 keeps it)",
   )
+  parser.add_argument(
+      '--batch_size', type=int, default=0,
+      help="overrides the configs' batch size (0 keeps it)",
+  )
+  parser.add_argument(
+      '--max_train_seconds', type=float, default=0.0,
+      help='ends each run\'s training after this many seconds (0: none) and'
+      ' evaluates it there; the record holds the steps reached',
+  )
   args = parser.parse_args()
   variants = args.variants.split(',')
   for variant in variants:
@@ -295,6 +313,8 @@ def main():
               args.encoder_input_init,
               copy_task=args.copy_task,
               learning_rate=args.learning_rate,
+              batch_size=args.batch_size,
+              max_train_seconds=args.max_train_seconds,
           )
       )
   if args.alpha_bar_png and 'full' in variants:

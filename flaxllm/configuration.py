@@ -76,6 +76,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.train = ml_collections.ConfigDict()
   c.train.steps = 1000  # length of the run (and of the LR schedule)
   c.train.stop_at_step = 0  # >0: stop there with a checkpoint, resumable later
+  # >0: end training after this many seconds of the loop (checkpoint, then
+  # the final evaluation as at the last step); a rerun resumes training.
+  c.train.max_train_seconds = 0.0
   c.train.batch_size = 64  # global, over all processes
   c.train.grad_accum_steps = 1
   c.train.log_every = 50
@@ -376,6 +379,11 @@ def validate(
           f'config key {key!r} is {config[section][name]!r}; use one of'
           f' {allowed}'
       )
+  if config.train.max_train_seconds < 0:
+    raise UserInputError(
+        f"config key 'train.max_train_seconds' is"
+        f' {config.train.max_train_seconds} but must be >= 0 (0: no limit)'
+    )
   if not 0.0 <= config.optimizer.ema_decay < 1.0:
     raise UserInputError("config key 'optimizer.ema_decay' must be in [0, 1)")
   start, stop = tuple(config.profile.steps)

@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import threading
+import time
 from typing import Any
 
 from absl import logging
@@ -502,6 +503,32 @@ class PreemptionWatch:
       self._previous = None
 
 
+class TrainingClock:
+  """The wall-clock budget of the training loop (`train.max_train_seconds`).
+
+  Counted from construction, i.e. after restoring and before the first step,
+  so compilation counts; 0 means no limit. Once expired it stays expired.
+  """
+
+  def __init__(self, limit: float):
+    self.limit = float(limit)
+    self._start = time.monotonic()
+    self._expired = False
+
+  def expired(self, *, sync: bool) -> bool:
+    """Whether the budget is spent (sync=True agrees across hosts)."""
+    if self._expired or not self.limit:
+      return self._expired
+    local = time.monotonic() - self._start >= self.limit
+    if jax.process_count() > 1 and sync:
+      flags = multihost_utils.process_allgather(np.asarray(local, np.int32))
+      local = bool(np.any(flags))
+    elif jax.process_count() > 1:
+      return False  # hosts decide together, at the next log step
+    self._expired = local
+    return local
+
+
 class Preempted(Exception):
   """SIGTERM arrived after the checkpoint of `step` was complete."""
 
@@ -662,6 +689,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       last_step = config.train.steps
       if config.train.stop_at_step:
         last_step = min(config.train.stop_at_step, last_step)
+      clock = TrainingClock(config.train.get('max_train_seconds', 0.0))
       while step < last_step:
         profile.before_step(step)
         local = next(train_iter)
@@ -704,9 +732,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
               eval_params(state), 'eval', state.task_state
           )
           writer.write(step, 'eval', metrics_eval)
+        if clock.expired(sync=at_log) and (at_log or not multi_process):
+          if is_main:
+            print(
+                f'Training stopped at step {step} of {config.train.steps}:'
+                f' train.max_train_seconds={clock.limit:g} elapsed; the'
+                ' final evaluation follows (rerun the workdir to go on)',
+                flush=True,
+            )
+          break
     run.checkpointer.save(step, state, train_iter.get_state(), force=True)
     run.checkpointer.wait()
-    if step < config.train.steps:
+    if step < config.train.steps and not clock.expired(sync=False):
       if is_main:
         print(
             f'Stopped at step {step} (train.stop_at_step); resume with the same'

@@ -1,5 +1,7 @@
 """Synthetic instruction data and per-ability scoring of responses."""
 
+import re
+
 from absl.testing import absltest
 
 from flaxllm.data import sources
@@ -10,11 +12,29 @@ from flaxllm.eval import ability_scores
 class SyntheticSftTest(absltest.TestCase):
 
   def test_splits_are_disjoint_and_deterministic(self):
-    for ability in ('math', 'code'):
+    for ability in ('math', 'math_small', 'code'):
       train = synthetic_sft.examples(ability, 200, 'train')
       test = synthetic_sft.examples(ability, 50, 'test')
       self.assertEqual(train, synthetic_sft.examples(ability, 200, 'train'))
       self.assertFalse({e['src'] for e in train} & {e['src'] for e in test})
+
+  def test_small_math_keeps_operands_small_and_answers_exact(self):
+    examples = synthetic_sft.examples('math_small', 300, 'train')
+    for example in examples:
+      a, b, c = (int(v) for v in re.findall(r'\d+', example['src']))
+      self.assertBetween(a, 1, 20)
+      self.assertBetween(b, 1, 20)
+      self.assertBetween(c, 1, a + b - 1)
+      self.assertEqual(example['answer'], f'#### {a + b - c}')
+      self.assertEqual(example['kind'], 'math')
+    scores = ability_scores.score_by_kind(
+        [e['tgt'] for e in examples], examples
+    )
+    self.assertEqual(scores['math_accuracy'], 100.0)
+
+  def test_unknown_ability_names_the_choices(self):
+    with self.assertRaisesRegex(Exception, 'math_small'):
+      synthetic_sft.examples('algebra', 3, 'train')
 
   def test_source_spec_keeps_checker_fields(self):
     examples = sources.load_examples('synthetic:code:valid:5')

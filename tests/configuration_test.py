@@ -40,6 +40,7 @@ class ValidateTest(parameterized.TestCase):
       ('train', 'steps', 0, r"'train\.steps' is 0 but must be > 0"),
       ('data', 'overlong', 'drop', r"'data\.overlong' is 'drop'"),
       ('optimizer', 'ema_decay', 1.5, 'ema_decay'),
+      ('train', 'max_train_seconds', -1.0, r"'train\.max_train_seconds'"),
       ('train', 'grad_accum_steps', 3, 'grad_accum_steps=3'),
   )
   def test_bad_values(self, section, key, value, message):

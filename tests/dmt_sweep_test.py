@@ -80,6 +80,22 @@ class DmtSweepTest(absltest.TestCase):
     with open(results_md) as f:
       self.assertIn(table, f.read())
 
+  def test_command_carries_config_args_and_steps_to_every_run(self):
+    argv = self.sweep.command(
+        'dmt@0.25', 2, '/tmp/w', extra='math_level=small', steps=2700
+    )
+
+    self.assertIn(
+        '--config=configs/dmt.py:runlocal,strategy=dmt,k=0.25,'
+        'math_level=small',
+        argv,
+    )
+    self.assertIn('--config.train.steps=2700', argv)
+    self.assertIn('--config.seed=2', argv)
+    self.assertNotIn(
+        '--config.train.steps=0', self.sweep.command('sequential', 0, '/tmp/w')
+    )
+
   def test_claimed_run_is_left_to_its_sweep(self):
     claim = os.path.join(self.root, 'multi_task_s1.claim')
     open(claim, 'w').close()
@@ -90,7 +106,7 @@ class DmtSweepTest(absltest.TestCase):
     self.assertFalse(os.path.exists(os.path.join(self.root, 'runs.jsonl')))
 
   def test_run_is_logged_and_its_claim_released(self):
-    self.sweep.command = lambda run, seed, workdir: [
+    self.sweep.command = lambda run, seed, workdir, extra, steps: [
         sys.executable,
         '-c',
         'import sys; sys.exit(3)',

@@ -1,5 +1,6 @@
 """Exact resume, preemption by SIGTERM, elastic resume, failed async saves."""
 
+import json
 import os
 import re
 import signal
@@ -61,6 +62,23 @@ class ResumeTest(absltest.TestCase):
       self.assertAlmostEqual(
           losses[step], self.straight_losses[step], delta=1e-6
       )
+
+  def test_time_budget_ends_training_evaluates_and_resumes_on_rerun(self):
+    workdir = os.path.join(self.tmp, 'timed')
+    config = run_helpers.tiny_config(
+        self.data, train__steps=6, train__max_train_seconds=1e-9
+    )
+    config.mesh.shape = (2, 4, 1)
+    results = train.train_and_evaluate(config, workdir)
+    self.assertIn('test', results)  # evaluated, not merely stopped
+    with open(os.path.join(workdir, 'results.json')) as f:
+      self.assertEqual(json.load(f)['step'], 1)  # the budget ends step 1
+    config.train.max_train_seconds = 0.0
+    train.train_and_evaluate(config, workdir)
+    resumed, _ = final_params(config, workdir)
+    straight, _ = final_params(config, self.straight)
+    for got, want in zip(jax.tree.leaves(resumed), jax.tree.leaves(straight)):
+      np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
 
   def test_elastic_resume_on_four_devices_with_another_mesh(self):
     config_path = run_helpers.write_config_file(
