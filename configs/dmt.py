@@ -11,10 +11,11 @@ checkpoint; evaluation reports math accuracy (GSM8K checker), code pass@1
       --workdir=/tmp/dmt
 
 `runlocal` uses generated stand-ins for each ability (flaxllm.data.
-synthetic_sft) and a tiny LLaMA; `math_level=small` swaps its two-digit
-problems (operands 10-59, which the tiny model does not learn at 900 steps:
-4% trained alone) for operands 1-20, whose sums and differences mostly occur
-in training problems (75% trained alone). The full variant points the sources at GSM8K
+synthetic_sft) and a tiny LLaMA. Its math problems have operands 1-20
+(`math_level=small`, the default), whose sums and differences mostly occur
+in training problems: the tiny model solves 75% trained on math alone;
+`math_level=two_digit` (operands 10-59, the default before 2026-11-26) gives
+problems it does not learn at 900 steps (4% alone). The full variant points the sources at GSM8K
 (RFT), Code Alpaca and a general set with `--config.task.sources=...`.
 """
 
@@ -31,7 +32,7 @@ def get_config(arg=None):
       strategy='dmt',
       k=1 / 256,
       single='math',
-      math_level='two_digit',
+      math_level='small',
   )
   if arg.math_level not in _MATH_GENERATORS:
     raise ValueError(

@@ -1,4 +1,4 @@
-r"""SeqDiffuSeq train-step time: what the adaptive schedule and self-conditioning cost.
+r"""SeqDiffuSeq train step: what adaptive schedule and self-conditioning cost.
 
 Times one jitted diffusion train step (`tasks/diffusion.py` through
 `train.make_train_step`, AdamW) on a fixed random batch for each row:
@@ -104,7 +104,8 @@ def make_config(args, adaptive: bool, self_conditioning: bool):
       f'self_conditioning={self_conditioning}'
   )
   if args.size != 'tiny':
-    config.model = seqdiffuseq._model(args.size)  # pylint: disable=protected-access
+    # pylint: disable-next=protected-access
+    config.model = seqdiffuseq._model(args.size)
   config.model.dropout_rate = 0.0
   config.model.attention_dropout = 0.0
   config.model.dtype = args.dtype

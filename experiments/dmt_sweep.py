@@ -59,7 +59,7 @@ _LOG_LOCK = threading.Lock()  # Guards runs.jsonl between parallel runs.
 def config_arg(run: str, extra: str = '') -> str:
   """'dmt@0.0625' -> 'runlocal,strategy=dmt,k=0.0625' (the :variant part).
 
-  `extra` ('math_level=small', say) is appended for every run.
+  `extra` ('math_level=two_digit', say) is appended for every run.
   """
   strategy, _, value = run.partition('@')
   if strategy not in STAGES:
@@ -293,7 +293,7 @@ def main() -> None:
   parser.add_argument(
       '--config_args',
       default='',
-      help="appended to every run's config argument, e.g. math_level=small",
+      help="appended to every run's config argument, e.g. math_level=two_digit",
   )
   parser.add_argument(
       '--steps', type=int, default=0, help='train.steps of every run (0 keeps)'
