@@ -496,7 +496,7 @@ def run_strategy(strategy):
   config.train.steps = 400 if RUNLOCAL else 6000
   config.train.log_every = 50 if RUNLOCAL else 250
   if RUNLOCAL:
-    config.data.test = ';'.join(f'synthetic:{a}:test:24' for a in ('math', 'code', 'general'))
+    config.data.test = config.data.test.replace(':48', ':24')  # 24 items per ability
   colab.fit_mesh(config)
   configuration.validate(config, num_devices=jax.device_count())
   workdir = os.path.join(WORK, f'dmt_{strategy}')
