@@ -23,6 +23,57 @@ def median_step_seconds(
   return statistics.median(per_step)
 
 
+def time_train_step(task, config, batch, steps: int, repeats: int):
+  """Seconds per flaxllm train step of `task` on one fixed batch.
+
+  Builds the state and the jitted step as `train.py` does (AdamW from
+  `config.optimizer`, a data-parallel mesh over every device), runs two steps
+  to compile and warm up, then times `repeats` runs of `steps` steps.
+
+  Args:
+    task: a flaxllm task object.
+    config: the experiment config the task was built from.
+    batch: host arrays of one global batch.
+    steps: steps per timed run.
+    repeats: timed runs; the median is returned.
+
+  Returns:
+    (median seconds per step, parameter count).
+  """
+  # Imported here: the module stays importable without jax for the tables.
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  from flaxllm import optim  # pylint: disable=g-import-not-at-top
+  from flaxllm import sharding  # pylint: disable=g-import-not-at-top
+  from flaxllm import train  # pylint: disable=g-import-not-at-top
+
+  mesh = sharding.make_mesh((-1, 1, 1))
+  tx, schedule = optim.make_optimizer(config.optimizer, 10**6)
+  placement = train.shard_state(task, tx, config, mesh)
+  batch_sharding = sharding.logical_sharding(
+      mesh, placement.rules, jax.sharding.PartitionSpec('batch')
+  )
+  step = train.make_train_step(
+      task, tx, schedule, config, placement, batch_sharding
+  )
+  holder = {'state': placement.init(jax.random.PRNGKey(0))}
+  params = sum(
+      int(np.prod(x.shape)) for x in jax.tree.leaves(holder['state'].params)
+  )
+  device_batch = sharding.global_batch(batch, batch_sharding)
+
+  def run(n):
+    state = holder['state']
+    for _ in range(n):
+      state, metrics = step(state, device_batch)
+    jax.block_until_ready(metrics['loss_sum'])
+    holder['state'] = state
+
+  run(2)  # compile and warm up
+  return median_step_seconds(run, steps, repeats), params
+
+
 def throughput_table(
     rows: Sequence[tuple[str, float, int]],
     *,

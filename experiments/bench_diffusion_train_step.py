@@ -35,9 +35,6 @@ sys.path.insert(0, ROOT)
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import bench_common
 from configs import seqdiffuseq
-from flaxllm import optim
-from flaxllm import sharding
-from flaxllm import train
 from flaxllm.diffusion import schedules
 from flaxllm.tasks import diffusion
 # pylint: enable=g-import-not-at-top,wrong-import-position
@@ -142,28 +139,11 @@ def time_row(args, batch, row: str) -> float:
   shipped = schedules.maybe_update
   if use_cond:
     schedules.maybe_update = cond_maybe_update
-  try:
-    mesh = sharding.make_mesh((-1, 1, 1))
-    tx, schedule = optim.make_optimizer(config.optimizer, 10**6)
-    placement = train.shard_state(task, tx, config, mesh)
-    batch_sharding = sharding.logical_sharding(
-        mesh, placement.rules, jax.sharding.PartitionSpec('batch')
+  try:  # traced while the patch is in place
+    seconds, _ = bench_common.time_train_step(
+        task, config, batch, args.steps, args.repeats
     )
-    step = train.make_train_step(
-        task, tx, schedule, config, placement, batch_sharding
-    )
-    holder = {'state': placement.init(jax.random.PRNGKey(0))}
-    device_batch = sharding.global_batch(batch, batch_sharding)
-
-    def run(n):
-      state = holder['state']
-      for _ in range(n):
-        state, metrics = step(state, device_batch)
-      jax.block_until_ready(metrics['loss_sum'])
-      holder['state'] = state
-
-    run(2)  # compile and warm up (traced while the patch is in place)
-    return bench_common.median_step_seconds(run, args.steps, args.repeats)
+    return seconds
   finally:
     schedules.maybe_update = shipped
 

@@ -25,9 +25,6 @@ sys.path.insert(0, ROOT)
 import bench_common  # pylint: disable=g-import-not-at-top,wrong-import-position
 from configs import common  # pylint: disable=g-import-not-at-top,wrong-import-position
 from flaxllm import configuration  # pylint: disable=wrong-import-position
-from flaxllm import optim  # pylint: disable=wrong-import-position
-from flaxllm import sharding  # pylint: disable=wrong-import-position
-from flaxllm import train  # pylint: disable=wrong-import-position
 from flaxllm.tasks import seq2seq  # pylint: disable=wrong-import-position
 
 PAD, EOS = 1, 2
@@ -108,29 +105,9 @@ def bench_jax(args, batch) -> tuple[float, int]:
       eos_id=EOS,
       decoder_start_id=EOS,
   )
-  mesh = sharding.make_mesh((-1, 1, 1))
-  tx, schedule = optim.make_optimizer(config.optimizer, 10**6)
-  placement = train.shard_state(task, tx, config, mesh)
-  batch_sharding = sharding.logical_sharding(
-      mesh, placement.rules, jax.sharding.PartitionSpec('batch')
+  return bench_common.time_train_step(
+      task, config, batch, args.steps, args.repeats
   )
-  step = train.make_train_step(
-      task, tx, schedule, config, placement, batch_sharding
-  )
-  state = placement.init(jax.random.PRNGKey(0))
-  params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
-  device_batch = sharding.global_batch(batch, batch_sharding)
-  holder = {'state': state}
-
-  def run(n):
-    s = holder['state']
-    for _ in range(n):
-      s, metrics = step(s, device_batch)
-    jax.block_until_ready(metrics['loss_sum'])
-    holder['state'] = s
-
-  run(2)  # compile and warm up
-  return bench_common.median_step_seconds(run, args.steps, args.repeats), params
 
 
 def bench_torch(args, batch) -> tuple[float, int]:
